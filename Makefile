@@ -1,0 +1,30 @@
+# coding_fdw: PostgreSQL foreign-data wrapper and sync engine for Coding (coding.net)
+#
+# Build with PGXS:  make && make install   (PG_CONFIG=... selects the server)
+# Tests:            see README.md ("Running the tests"); `make installcheck`
+#                   needs the simulated Coding server running (test/run_tests.sh does it).
+
+MODULE_big = coding_fdw
+OBJS = \
+	src/coding_client.o \
+	src/convert.o \
+	src/fdw.o \
+	src/functions.o \
+	src/options.o
+
+EXTENSION = coding_fdw
+DATA = coding_fdw--0.1.sql
+PGFILEDESC = "coding_fdw - foreign-data wrapper for Coding (coding.net)"
+
+REGRESS = options import columns errors cancel secrets test_connection
+REGRESS_OPTS = --load-extension=coding_fdw --encoding=UTF8
+
+PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags libcjson libcurl 2>/dev/null)
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+SHLIB_LINK = -lcurl -lcjson
+
+EXTRA_CLEAN = results regression.diffs regression.out
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,877 @@
+/*-------------------------------------------------------------------------
+ * coding_client.c
+ *		One Coding OpenAPI call: libcurl transfer, cJSON parse, retries,
+ *		client-side rate limit and error classification.
+ *
+ * This is the only file that uses libcurl, as oracle_fdw keeps OCI in
+ * oracle_utils.c.  The rules it follows:
+ *
+ *	- A transfer is driven by curl's multi "socket action" interface, and the
+ *	  backend blocks only in a WaitEventSet that holds the process latch, the
+ *	  postmaster-death event and curl's sockets.  A query cancel or
+ *	  statement_timeout sets the latch, so CHECK_FOR_INTERRUPTS runs within
+ *	  milliseconds even while a response is stalled mid-body.
+ *	- curl callbacks never raise a PostgreSQL error (a longjmp through libcurl
+ *	  frames would corrupt it): they record the problem and return curl's
+ *	  abort code; the error is raised after curl returns.
+ *	- Whatever happens (ERROR, cancel), the easy handle is detached from the
+ *	  multi handle and the header list freed before the error propagates,
+ *	  so the next call starts clean.  Handles are process-local and never
+ *	  stored in shared memory.
+ *	- The response body is collected in the caller's memory context and
+ *	  parsed by cJSON, whose allocator is palloc (see coding_client_init), so
+ *	  resetting that context frees everything, on error paths too.
+ *	- The token is only ever placed in the Authorization header; no message
+ *	  built here contains it.
+ *-------------------------------------------------------------------------
+ */
+#include "coding_fdw.h"
+
+#include <time.h>
+#include <curl/curl.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+/* Retry back-off: base delay doubled per attempt, capped, full jitter. */
+#define RETRY_BASE_DELAY_MS		200
+#define RETRY_MAX_DELAY_MS		10000
+#define RETRY_AFTER_MAX_MS		60000
+
+/* One socket libcurl asked us to watch. */
+typedef struct CurlSocket
+{
+	curl_socket_t fd;
+	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+} CurlSocket;
+
+/* Response body being received; grown with palloc in "cxt" (no ERROR). */
+typedef struct ResponseBuffer
+{
+	MemoryContext cxt;
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+	size_t		limit;
+	bool		too_large;
+	bool		out_of_memory;
+} ResponseBuffer;
+
+/*
+ * Process-local libcurl state.  The easy handle is kept across calls so
+ * that its connection is reused (keep-alive); sockets and the timer are
+ * what curl's callbacks last told us.
+ */
+static struct
+{
+	bool		initialized;
+	CURLM	   *multi;
+	CURL	   *easy;
+	bool		attached;		/* easy is added to multi */
+	struct curl_slist *headers;
+	CurlSocket *socks;			/* malloc'd: written from curl callbacks */
+	int			nsocks;
+	int			maxsocks;
+	long		timer_ms;		/* -1: no timer */
+	struct timespec timer_set;
+	bool		socket_cb_failed;
+	char		errbuf[CURL_ERROR_SIZE];
+} http;
+
+/* Client-side rate limit: a token bucket per backend. */
+static double bucket_tokens = -1;
+static struct timespec bucket_time;
+
+static void *cjson_palloc(size_t size);
+static void cjson_pfree(void *ptr);
+
+/*
+ * coding_client_init
+ *		Set up libcurl once per process and make cJSON allocate with palloc.
+ *
+ * cJSON memory then lives in whatever context was current when a document
+ * was parsed, and goes away when that context is reset, even after an ERROR
+ * in the middle of a scan.
+ */
+void
+coding_client_init(void)
+{
+	cJSON_Hooks hooks = {cjson_palloc, cjson_pfree};
+
+	cJSON_InitHooks(&hooks);
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		elog(WARNING, "coding_fdw: curl_global_init failed");
+}
+
+/*
+ * cjson_palloc
+ *		cJSON allocator: palloc that returns NULL instead of raising, so an
+ *		out-of-memory inside cJSON becomes a parse failure, not a longjmp.
+ */
+static void *
+cjson_palloc(size_t size)
+{
+	return palloc_extended(size, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+}
+
+/* cjson_pfree: cJSON deallocator matching cjson_palloc. */
+static void
+cjson_pfree(void *ptr)
+{
+	if (ptr)
+		pfree(ptr);
+}
+
+/* elapsed_ms: milliseconds from "since" to now on the monotonic clock. */
+static long
+elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - since->tv_sec) * 1000L +
+		(now.tv_nsec - since->tv_nsec) / 1000000L;
+}
+
+/*
+ * socket_cb
+ *		curl tells which sockets to watch.  Runs inside curl: no palloc, no
+ *		ereport; malloc failure is reported to curl as -1.
+ */
+static int
+socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	int			i;
+
+	for (i = 0; i < http.nsocks; i++)
+		if (http.socks[i].fd == s)
+			break;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < http.nsocks)
+			http.socks[i] = http.socks[--http.nsocks];
+		return 0;
+	}
+
+	if (i == http.nsocks)
+	{
+		if (http.nsocks == http.maxsocks)
+		{
+			int			newmax = http.maxsocks ? http.maxsocks * 2 : 8;
+			CurlSocket *n = realloc(http.socks, newmax * sizeof(CurlSocket));
+
+			if (n == NULL)
+			{
+				http.socket_cb_failed = true;
+				return -1;
+			}
+			http.socks = n;
+			http.maxsocks = newmax;
+		}
+		http.socks[http.nsocks].fd = s;
+		http.nsocks++;
+	}
+	http.socks[i].what = what;
+	return 0;
+}
+
+/* timer_cb: curl asks to be called back after timeout_ms (-1: cancel). */
+static int
+timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	http.timer_ms = timeout_ms;
+	clock_gettime(CLOCK_MONOTONIC, &http.timer_set);
+	return 0;
+}
+
+/*
+ * write_cb
+ *		Append received body bytes.  Never raises: on a size overflow or an
+ *		allocation failure it records why and returns 0, which makes curl
+ *		abort the transfer with CURLE_WRITE_ERROR.
+ */
+static size_t
+write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	ResponseBuffer *buf = (ResponseBuffer *) userdata;
+	size_t		n = size * nmemb;
+
+	if (buf->len + n > buf->limit)
+	{
+		buf->too_large = true;
+		return 0;
+	}
+	if (buf->len + n + 1 > buf->cap)
+	{
+		size_t		newcap = Max(buf->cap * 2, buf->len + n + 1);
+		char	   *newdata;
+
+		newcap = Max(newcap, 16384);
+		newdata = MemoryContextAllocExtended(buf->cxt, newcap,
+											 MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+		if (newdata == NULL)
+		{
+			buf->out_of_memory = true;
+			return 0;
+		}
+		if (buf->data)
+		{
+			memcpy(newdata, buf->data, buf->len);
+			pfree(buf->data);
+		}
+		buf->data = newdata;
+		buf->cap = newcap;
+	}
+	memcpy(buf->data + buf->len, ptr, n);
+	buf->len += n;
+	buf->data[buf->len] = '\0';
+	return n;
+}
+
+/*
+ * http_ensure_handles
+ *		Create the multi and easy handles on first use.
+ */
+static void
+http_ensure_handles(void)
+{
+	if (http.initialized)
+		return;
+	http.multi = curl_multi_init();
+	http.easy = curl_easy_init();
+	if (http.multi == NULL || http.easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not initialize libcurl")));
+	curl_multi_setopt(http.multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(http.multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	http.timer_ms = -1;
+	http.initialized = true;
+}
+
+/*
+ * http_detach
+ *		Take the easy handle out of the multi handle and free the request's
+ *		header list.  Called after every transfer and on every error path; a
+ *		transfer interrupted mid-response has its connection closed by curl.
+ */
+static void
+http_detach(void)
+{
+	if (http.attached)
+	{
+		curl_multi_remove_handle(http.multi, http.easy);
+		http.attached = false;
+	}
+	if (http.headers)
+	{
+		curl_slist_free_all(http.headers);
+		http.headers = NULL;
+	}
+	http.nsocks = 0;
+	http.timer_ms = -1;
+}
+
+/*
+ * http_wait_and_drive
+ *		Wait for curl's sockets, its timer, the latch or postmaster death,
+ *		then let curl act on what happened.  Interrupts are processed here,
+ *		after the WaitEventSet is freed, so an ERROR leaks nothing.
+ */
+static void
+http_wait_and_drive(void)
+{
+	WaitEventSet *volatile set = NULL;
+	WaitEvent  *events;
+	int			nevents;
+	int			nready;
+	volatile long timeout;
+	int			running;
+	int			i;
+
+	/* How long curl lets us sleep. */
+	if (http.timer_ms < 0)
+		timeout = 1000;
+	else
+	{
+		timeout = http.timer_ms - elapsed_ms(&http.timer_set);
+		if (timeout <= 0)
+		{
+			http.timer_ms = -1;
+			curl_multi_socket_action(http.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+			return;
+		}
+	}
+
+	nevents = http.nsocks + 2;
+	events = palloc(sizeof(WaitEvent) * nevents);
+
+	PG_TRY();
+	{
+		set = CreateWaitEventSet(CurrentMemoryContext, nevents);
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (i = 0; i < http.nsocks; i++)
+		{
+			uint32		ev = 0;
+
+			if (http.socks[i].what & CURL_POLL_IN)
+				ev |= WL_SOCKET_READABLE;
+			if (http.socks[i].what & CURL_POLL_OUT)
+				ev |= WL_SOCKET_WRITEABLE;
+			AddWaitEventToSet(set, ev, http.socks[i].fd, NULL, NULL);
+		}
+		nready = WaitEventSetWait(set, timeout, events, nevents,
+								  PG_WAIT_EXTENSION);
+		FreeWaitEventSet(set);
+		set = NULL;
+	}
+	PG_CATCH();
+	{
+		if (set)
+			FreeWaitEventSet(set);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (nready == 0)
+	{
+		http.timer_ms = -1;
+		curl_multi_socket_action(http.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	for (i = 0; i < nready; i++)
+	{
+		int			flags = 0;
+
+		if (events[i].events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+		if (events[i].events & WL_SOCKET_READABLE)
+			flags |= CURL_CSELECT_IN;
+		if (events[i].events & WL_SOCKET_WRITEABLE)
+			flags |= CURL_CSELECT_OUT;
+		if (flags)
+			curl_multi_socket_action(http.multi, events[i].fd, flags, &running);
+	}
+	pfree(events);
+}
+
+/*
+ * http_post
+ *		POST one JSON body and collect the answer.  Returns the curl result
+ *		code; *status is the HTTP status (0 if none arrived).  Raises only for
+ *		interrupts and postmaster death.
+ */
+static CURLcode
+http_post(CodingConnInfo *conn, const char *action, const char *body,
+		  ResponseBuffer *buf, long *status, long *retry_after_ms)
+{
+	CURL	   *easy;
+	volatile CURLcode result = CURLE_OK;
+	char	   *url;
+	volatile bool done = false;
+
+	http_ensure_handles();
+	http_detach();				/* after an earlier ERROR, if any */
+	easy = http.easy;
+	curl_easy_reset(easy);
+
+	/* Action goes in the body; the query string only helps server logs. */
+	url = psprintf("%s%sAction=%s", conn->api_url,
+				   strchr(conn->api_url, '?') ? "&" : "?", action);
+
+	http.headers = curl_slist_append(NULL, "Content-Type: application/json");
+	http.headers = curl_slist_append(http.headers, "Accept: application/json");
+	http.headers = curl_slist_append(http.headers, "Expect:");
+	if (conn->auth_header)
+		http.headers = curl_slist_append(http.headers, conn->auth_header);
+	if (http.headers == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+						errmsg("out of memory")));
+
+	http.errbuf[0] = '\0';
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, http.headers);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, buf);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) conn->request_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) conn->connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, http.errbuf);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "coding_fdw/0.1");
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+
+	*status = 0;
+	*retry_after_ms = -1;
+	http.socket_cb_failed = false;
+
+	PG_TRY();
+	{
+		int			running;
+
+		if (curl_multi_add_handle(http.multi, easy) != CURLM_OK)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+							errmsg("could not start a libcurl transfer")));
+		http.attached = true;
+		curl_multi_socket_action(http.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+
+		while (!done)
+		{
+			CURLMsg    *msg;
+			int			left;
+
+			while ((msg = curl_multi_info_read(http.multi, &left)) != NULL)
+			{
+				if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy)
+				{
+					result = msg->data.result;
+					done = true;
+				}
+			}
+			if (!done)
+				http_wait_and_drive();
+		}
+	}
+	PG_CATCH();
+	{
+		http_detach();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, status);
+	if (*status == 429 || *status == 503)
+	{
+		curl_off_t	ra = 0;
+
+		if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
+			*retry_after_ms = Min((long) ra * 1000L, RETRY_AFTER_MAX_MS);
+	}
+	http_detach();
+	pfree(url);
+	return result;
+}
+
+/*
+ * rate_limit_wait
+ *		Take one token from this backend's bucket for the server's rate_limit,
+ *		sleeping on the latch (interruptible) until one is available.
+ */
+static void
+rate_limit_wait(double rate)
+{
+	if (rate <= 0)
+		return;
+	for (;;)
+	{
+		long		ms;
+
+		if (bucket_tokens < 0)
+		{
+			bucket_tokens = rate;
+			clock_gettime(CLOCK_MONOTONIC, &bucket_time);
+		}
+		else
+		{
+			ms = elapsed_ms(&bucket_time);
+			bucket_tokens = Min(rate, bucket_tokens + ms * rate / 1000.0);
+			clock_gettime(CLOCK_MONOTONIC, &bucket_time);
+		}
+		if (bucket_tokens >= 1.0)
+		{
+			bucket_tokens -= 1.0;
+			return;
+		}
+		ms = (long) ((1.0 - bucket_tokens) * 1000.0 / rate) + 1;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* sleep_ms: interruptible sleep on the process latch. */
+static void
+sleep_ms(long ms)
+{
+	struct timespec start;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;)
+	{
+		long		left = ms - elapsed_ms(&start);
+
+		if (left <= 0)
+			return;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* backoff_ms: exponential back-off with full jitter for attempt n (1-based). */
+static long
+backoff_ms(int attempt, long retry_after_ms)
+{
+	long		cap = RETRY_BASE_DELAY_MS;
+	long		delay;
+
+	if (retry_after_ms >= 0)
+		return retry_after_ms;
+	while (attempt-- > 1 && cap < RETRY_MAX_DELAY_MS)
+		cap *= 2;
+	cap = Min(cap, RETRY_MAX_DELAY_MS);
+	/* full jitter, but never less than half the cap so retries spread out */
+	delay = cap / 2 + (long) ((random() % 1000) * (cap / 2) / 1000);
+	return delay;
+}
+
+/* dup_or_null: pstrdup of a JSON string member, NULL if absent. */
+static char *
+json_string_member(cJSON *obj, const char *name)
+{
+	cJSON	   *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+	if (cJSON_IsString(v) && v->valuestring)
+		return pstrdup(v->valuestring);
+	return NULL;
+}
+
+/*
+ * classify_coding_error
+ *		Map Coding's Response.Error.Code (Tencent Cloud API 3.0 style) to one
+ *		of our classes.  InvalidParameterValue with an empty Message is how
+ *		Coding reports a token that lacks a permission (coding-api.md §1).
+ */
+static CodingErrorClass
+classify_coding_error(const char *code, const char *message)
+{
+	if (code == NULL)
+		return CODING_ERR_REMOTE;
+	if (strcmp(code, "AuthFailure") == 0 ||
+		strncmp(code, "AuthFailure.", 12) == 0)
+		return CODING_ERR_AUTH;
+	if (strcmp(code, "ResourceNotFound") == 0 ||
+		strncmp(code, "ResourceNotFound.", 17) == 0)
+		return CODING_ERR_NOT_FOUND;
+	if (strcmp(code, "UnauthorizedOperation") == 0 ||
+		strcmp(code, "OperationDenied") == 0 ||
+		strncmp(code, "UnauthorizedOperation.", 22) == 0)
+		return CODING_ERR_PERMISSION;
+	if (strcmp(code, "InvalidParameterValue") == 0 &&
+		(message == NULL || message[0] == '\0'))
+		return CODING_ERR_PERMISSION;
+	if (strcmp(code, "RequestLimitExceeded") == 0 ||
+		strcmp(code, "LimitExceeded") == 0)
+		return CODING_ERR_RATE_LIMIT;
+	if (strncmp(code, "InvalidParameter", 16) == 0 ||
+		strcmp(code, "MissingParameter") == 0 ||
+		strcmp(code, "UnknownParameter") == 0 ||
+		strcmp(code, "InvalidAction") == 0 ||
+		strcmp(code, "UnsupportedOperation") == 0)
+		return CODING_ERR_BAD_REQUEST;
+	return CODING_ERR_REMOTE;
+}
+
+/* is_retryable: whether a failed attempt is worth another try. */
+static bool
+is_retryable(CodingResult *r, CURLcode cc)
+{
+	switch (r->errclass)
+	{
+		case CODING_ERR_RATE_LIMIT:
+			return true;
+		case CODING_ERR_NETWORK:
+			/* a host that does not resolve will not resolve in 200 ms */
+			return cc != CURLE_COULDNT_RESOLVE_HOST &&
+				cc != CURLE_UNSUPPORTED_PROTOCOL &&
+				cc != CURLE_URL_MALFORMAT;
+		case CODING_ERR_REMOTE:
+			/* HTTP 5xx and Coding's InternalError are transient */
+			return r->http_status >= 500 ||
+				(r->code && strncmp(r->code, "InternalError", 13) == 0) ||
+				(r->code && strcmp(r->code, "ResourceUnavailable") == 0);
+		default:
+			return false;
+	}
+}
+
+/*
+ * coding_call_noerror
+ *		Make one API call with retries and fill *result; never raises an
+ *		error for Coding or network failures (interrupts still raise).
+ *
+ * On success result->response is the "Response" object, allocated in the
+ * current memory context together with the whole parsed document.
+ */
+void
+coding_call_noerror(CodingConnInfo *conn, const char *action, cJSON *body,
+					CodingCallStats *stats, CodingResult *result)
+{
+	char	   *body_text;
+	int			attempt;
+
+	cJSON_DeleteItemFromObjectCaseSensitive(body, "Action");
+	cJSON_AddStringToObject(body, "Action", action);
+	body_text = cJSON_PrintUnformatted(body);
+	if (body_text == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+						errmsg("out of memory")));
+
+	for (attempt = 1;; attempt++)
+	{
+		ResponseBuffer buf = {0};
+		long		retry_after_ms;
+		CURLcode	cc;
+		cJSON	   *doc;
+		cJSON	   *resp;
+		cJSON	   *err;
+
+		memset(result, 0, sizeof(*result));
+		result->attempts = attempt;
+		buf.cxt = CurrentMemoryContext;
+		buf.limit = (size_t) coding_max_response_size;
+
+		rate_limit_wait(conn->rate_limit);
+		cc = http_post(conn, action, body_text, &buf, &result->http_status,
+					   &retry_after_ms);
+		if (stats)
+		{
+			stats->calls++;
+			stats->bytes += buf.len;
+			if (attempt > 1)
+				stats->retries++;
+		}
+
+		if (cc != CURLE_OK)
+		{
+			if (buf.too_large)
+			{
+				result->errclass = CODING_ERR_MALFORMED;
+				result->transport_error =
+					psprintf("the response is larger than coding_fdw.max_response_size (%d kB)",
+							 coding_max_response_size / 1024);
+			}
+			else if (buf.out_of_memory)
+			{
+				result->errclass = CODING_ERR_MALFORMED;
+				result->transport_error = pstrdup("out of memory while receiving the response");
+			}
+			else
+			{
+				result->errclass = CODING_ERR_NETWORK;
+				result->transport_error =
+					pstrdup(http.errbuf[0] ? http.errbuf : curl_easy_strerror(cc));
+			}
+		}
+		else
+		{
+			doc = buf.data ? cJSON_ParseWithLength(buf.data, buf.len) : NULL;
+			resp = cJSON_IsObject(doc) ?
+				cJSON_GetObjectItemCaseSensitive(doc, "Response") : NULL;
+			err = cJSON_IsObject(resp) ?
+				cJSON_GetObjectItemCaseSensitive(resp, "Error") : NULL;
+			if (buf.data)
+				pfree(buf.data);
+
+			if (cJSON_IsObject(resp))
+				result->request_id = json_string_member(resp, "RequestId");
+
+			if (cJSON_IsObject(err))
+			{
+				result->code = json_string_member(err, "Code");
+				result->message = json_string_member(err, "Message");
+				result->errclass = classify_coding_error(result->code,
+														 result->message);
+			}
+			else if (result->http_status == 429)
+				result->errclass = CODING_ERR_RATE_LIMIT;
+			else if (result->http_status >= 500)
+			{
+				result->errclass = CODING_ERR_REMOTE;
+				result->transport_error = psprintf("HTTP status %ld",
+												   result->http_status);
+			}
+			else if (result->http_status != 200)
+			{
+				result->errclass = CODING_ERR_MALFORMED;
+				result->transport_error = psprintf("HTTP status %ld",
+												   result->http_status);
+			}
+			else if (!cJSON_IsObject(resp))
+			{
+				result->errclass = CODING_ERR_MALFORMED;
+				result->transport_error = pstrdup(doc == NULL ?
+												  "the body is not valid JSON" :
+												  "the body has no \"Response\" object");
+			}
+			else
+			{
+				result->errclass = CODING_OK;
+				result->response = resp;
+			}
+		}
+
+		if (result->errclass == CODING_OK ||
+			attempt > conn->max_retries ||
+			!is_retryable(result, cc))
+			break;
+
+		sleep_ms(backoff_ms(attempt, retry_after_ms));
+	}
+	pfree(body_text);
+}
+
+/*
+ * coding_errclass_sqlstate
+ *		The documented SQLSTATE of each error class (README, "Errors").
+ */
+int
+coding_errclass_sqlstate(CodingErrorClass errclass)
+{
+	switch (errclass)
+	{
+		case CODING_ERR_AUTH:
+			return ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+		case CODING_ERR_NOT_FOUND:
+			return ERRCODE_FDW_SCHEMA_NOT_FOUND;
+		case CODING_ERR_PERMISSION:
+			return ERRCODE_INSUFFICIENT_PRIVILEGE;
+		case CODING_ERR_RATE_LIMIT:
+			return ERRCODE_CONFIGURATION_LIMIT_EXCEEDED;
+		case CODING_ERR_NETWORK:
+			return ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION;
+		case CODING_ERR_MALFORMED:
+			return ERRCODE_FDW_UNABLE_TO_CREATE_REPLY;
+		case CODING_ERR_BAD_REQUEST:
+			return ERRCODE_INVALID_PARAMETER_VALUE;
+		case CODING_ERR_REMOTE:
+		case CODING_OK:
+			break;
+	}
+	return ERRCODE_FDW_ERROR;
+}
+
+/*
+ * coding_report_error
+ *		Raise (or log at elevel) the error described by *result.
+ *
+ * errmsg names what failed plus team, project and Action; errdetail carries
+ * Coding's Code, Message and RequestId (or the transport failure); errhint
+ * says what to do.  The token is never part of any of them.
+ */
+void
+coding_report_error(CodingConnInfo *conn, const char *action,
+					CodingResult *r, int elevel)
+{
+	const char *what;
+	char	   *where;
+	char	   *hint;
+	StringInfoData detail;
+
+	switch (r->errclass)
+	{
+		case CODING_ERR_AUTH:
+			what = "Coding rejected the token";
+			hint = psprintf("Check the \"token\" option of the user mapping for server \"%s\"; "
+							"\"token_type\" must be 'token' for a personal access token and 'bearer' for an OAuth access token.",
+							conn->servername);
+			break;
+		case CODING_ERR_NOT_FOUND:
+			what = strcmp(action, "DescribeIssue") == 0 ?
+				"Coding issue not found" : "Coding project not found";
+			hint = psprintf("The \"project\" option must be the project's name as in https://%s.coding.net/p/NAME, not its display name.",
+							conn->team);
+			break;
+		case CODING_ERR_PERMISSION:
+			what = "permission denied by Coding";
+			hint = psprintf("Grant the token read access to this project in Coding; coding_fdw.test_connection('%s') shows which permission is missing.",
+							conn->servername);
+			break;
+		case CODING_ERR_RATE_LIMIT:
+			what = psprintf("Coding rate limit exceeded after %d attempts", r->attempts);
+			hint = pstrdup("Lower the server's \"rate_limit\" option, raise \"max_retries\", or retry later.");
+			break;
+		case CODING_ERR_NETWORK:
+			what = "could not reach Coding";
+			hint = pstrdup("Check the server's \"team\" and \"api_url\" options and the network; "
+						   "raise \"request_timeout_ms\" or \"connect_timeout_ms\" for a slow link.");
+			break;
+		case CODING_ERR_MALFORMED:
+			what = "malformed response from Coding";
+			hint = pstrdup("Check that \"api_url\" points at Coding's OpenAPI endpoint.");
+			break;
+		case CODING_ERR_BAD_REQUEST:
+			what = "Coding rejected the request";
+			hint = pstrdup("Check the server and foreign table options.");
+			break;
+		default:
+			what = "Coding request failed";
+			hint = pstrdup("Coding reported an internal error; retry later.");
+			break;
+	}
+
+	if (conn->project && strcmp(action, "DescribeCodingCurrentUser") != 0)
+		where = psprintf("team \"%s\", project \"%s\", Action %s",
+						 conn->team, conn->project, action);
+	else
+		where = psprintf("team \"%s\", Action %s", conn->team, action);
+
+	initStringInfo(&detail);
+	if (r->code)
+		appendStringInfo(&detail, "Coding error %s: %s", r->code,
+						 r->message && r->message[0] ? r->message : "(no message)");
+	else if (r->transport_error)
+		appendStringInfoString(&detail, r->transport_error);
+	if (r->request_id)
+		appendStringInfo(&detail, "%sRequestId %s", detail.len ? "; " : "",
+						 r->request_id);
+	if (r->attempts > 1 && r->errclass != CODING_ERR_RATE_LIMIT)
+		appendStringInfo(&detail, "%s(after %d attempts)", detail.len ? " " : "",
+						 r->attempts);
+
+	ereport(elevel,
+			(errcode(coding_errclass_sqlstate(r->errclass)),
+			 errmsg("%s (%s)", what, where),
+			 detail.len ? errdetail("%s.", detail.data) : 0,
+			 errhint("%s", hint)));
+}
+
+/*
+ * coding_call
+ *		Make one API call with retries; raise the classified error on failure.
+ *		Returns the "Response" object.
+ */
+cJSON *
+coding_call(CodingConnInfo *conn, const char *action, cJSON *body,
+			CodingCallStats *stats)
+{
+	CodingResult result;
+
+	if (conn->auth_header == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("no Coding token for server \"%s\"", conn->servername),
+				 errhint("Create a user mapping with the token: CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (token '...').",
+						 quote_identifier(conn->servername))));
+
+	coding_call_noerror(conn, action, body, stats, &result);
+	if (result.errclass != CODING_OK)
+		coding_report_error(conn, action, &result, ERROR);
+	return result.response;
+}

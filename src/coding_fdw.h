@@ -1,0 +1,182 @@
+/*-------------------------------------------------------------------------
+ * coding_fdw.h
+ *		Types and prototypes shared by the files of coding_fdw.
+ *
+ * coding_fdw exposes Coding (coding.net) issues, iterations and project
+ * members as foreign tables.  The files split by concern:
+ *	options.c		option validator, option lookup, GUCs, _PG_init
+ *	coding_client.c	libcurl + cJSON: one Coding OpenAPI call, retries,
+ *					rate limit, error classes (the only file using libcurl)
+ *	convert.c		known columns and JSON value -> Datum conversion
+ *	fdw.c			FdwRoutine: planning, scanning, EXPLAIN, IMPORT
+ *	functions.c		SQL-callable functions (test_connection)
+ *-------------------------------------------------------------------------
+ */
+#ifndef CODING_FDW_H
+#define CODING_FDW_H
+
+#include "postgres.h"
+
+#include "access/tupdesc.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "nodes/bitmapset.h"
+#include "nodes/pg_list.h"
+#include "utils/relcache.h"
+
+#include <cJSON.h>
+
+/* The three remote resources a foreign table can show. */
+typedef enum CodingResource
+{
+	CODING_RES_ISSUES,
+	CODING_RES_ITERATIONS,
+	CODING_RES_MEMBERS
+} CodingResource;
+
+#define CODING_MAX_PAGE_SIZE 500
+
+/*
+ * Everything needed to talk to one team/project as one user: the merged
+ * server, user-mapping and table options.  The token is kept only inside
+ * auth_header and never printed.
+ */
+typedef struct CodingConnInfo
+{
+	Oid			serverid;
+	char	   *servername;
+	char	   *team;
+	char	   *project;		/* NULL if neither table nor server sets it */
+	char	   *api_url;
+	char	   *auth_header;	/* "Authorization: token X", NULL if no token */
+	bool		token_on_server;	/* token came from the server options */
+	bool		bearer;			/* token_type = bearer */
+	int			page_size;
+	int			request_timeout_ms;
+	int			connect_timeout_ms;
+	int			max_retries;
+	double		rate_limit;		/* requests per second */
+} CodingConnInfo;
+
+/* Options of one foreign table, on top of the connection. */
+typedef struct CodingTableInfo
+{
+	CodingResource resource;
+	char	   *issue_type;		/* "ALL", "DEFECT", ... (issues only) */
+} CodingTableInfo;
+
+/* ---- options.c ---- */
+extern int	coding_max_response_size;	/* GUC, bytes */
+extern CodingConnInfo *coding_get_conn_info(Oid serverid, Oid userid,
+											Oid foreigntableid);
+extern CodingTableInfo *coding_get_table_info(Oid foreigntableid);
+extern const char *coding_resource_name(CodingResource res);
+extern char *coding_column_field_option(Oid relid, AttrNumber attnum);
+
+/* ---- options.c: module entry point ---- */
+extern void _PG_init(void);
+
+/* ---- coding_client.c ---- */
+
+/* Error classes; each maps to one documented SQLSTATE (README, "Errors"). */
+typedef enum CodingErrorClass
+{
+	CODING_OK = 0,
+	CODING_ERR_AUTH,			/* token rejected: 28000 */
+	CODING_ERR_NOT_FOUND,		/* project (or object) not found: HV00Q */
+	CODING_ERR_PERMISSION,		/* token lacks a permission: 42501 */
+	CODING_ERR_RATE_LIMIT,		/* rate limited after retries: 53400 */
+	CODING_ERR_NETWORK,			/* unreachable or timed out: HV00N */
+	CODING_ERR_MALFORMED,		/* not a Coding answer: HV00M */
+	CODING_ERR_BAD_REQUEST,		/* Coding rejected a parameter: 22023 */
+	CODING_ERR_REMOTE			/* Coding-side failure: HV000 */
+} CodingErrorClass;
+
+/* Counters of the calls a scan made, for EXPLAIN ANALYZE. */
+typedef struct CodingCallStats
+{
+	int64		calls;			/* HTTP requests sent, retries included */
+	int64		retries;
+	int64		bytes;			/* response body bytes received */
+} CodingCallStats;
+
+/* Outcome of one API call, without raising an error. */
+typedef struct CodingResult
+{
+	CodingErrorClass errclass;
+	long		http_status;	/* 0 if no HTTP answer */
+	char	   *code;			/* Coding Response.Error.Code */
+	char	   *message;		/* Coding Response.Error.Message */
+	char	   *request_id;		/* Coding Response.RequestId */
+	char	   *transport_error;	/* libcurl's text, or our description */
+	int			attempts;
+	cJSON	   *response;		/* the "Response" object on success */
+} CodingResult;
+
+extern void coding_client_init(void);
+extern void coding_call_noerror(CodingConnInfo *conn, const char *action,
+								cJSON *body, CodingCallStats *stats,
+								CodingResult *result);
+extern cJSON *coding_call(CodingConnInfo *conn, const char *action,
+						  cJSON *body, CodingCallStats *stats);
+extern void coding_report_error(CodingConnInfo *conn, const char *action,
+								CodingResult *result, int elevel);
+extern int	coding_errclass_sqlstate(CodingErrorClass errclass);
+
+/* ---- convert.c ---- */
+
+/* How a column's JSON value becomes a Datum. */
+typedef enum CodingColumnSource
+{
+	COLSRC_FIELD,				/* a field of the API object (maybe dotted) */
+	COLSRC_TEAM,				/* the server's team */
+	COLSRC_PROJECT,				/* the table's project */
+	COLSRC_RAW					/* the whole API object */
+} CodingColumnSource;
+
+typedef struct CodingColumn
+{
+	AttrNumber	attnum;
+	char	   *colname;
+	Oid			typid;
+	int32		typmod;
+	CodingColumnSource source;
+	char	   *field;			/* API field path as given, e.g. "Iteration.Code" */
+	List	   *path;			/* field path split at dots (char *) */
+	List	   *fallback;		/* second path tried when the first is absent */
+	bool		zero_is_null;	/* 0 means "not set" (ids, dates) */
+	bool		empty_is_null;	/* "" means "not set" (enums) */
+	bool		detail_only;	/* only DescribeIssue returns it */
+	FmgrInfo	infunc;
+	Oid			typioparam;
+} CodingColumn;
+
+/* One known column of a resource, as IMPORT FOREIGN SCHEMA creates it. */
+typedef struct CodingKnownColumn
+{
+	const char *name;
+	const char *type;
+	const char *field;			/* NULL for team/project/raw */
+	const char *fallback;		/* field read when "field" is absent */
+	bool		zero_is_null;
+	bool		empty_is_null;
+	bool		detail_only;
+	bool		not_null;		/* part of the key */
+} CodingKnownColumn;
+
+extern const CodingKnownColumn *coding_known_columns(CodingResource res,
+													 int *ncolumns);
+extern CodingColumn *coding_make_columns(Relation rel, CodingResource res,
+										 Bitmapset *wanted, int *ncolumns);
+extern void coding_row_to_values(CodingColumn *cols, int ncols,
+								 cJSON *item, CodingConnInfo *conn,
+								 CodingResource res,
+								 Datum *values, bool *nulls);
+extern cJSON *coding_json_path(cJSON *item, List *path);
+extern char *coding_json_scalar_text(cJSON *value);
+extern bool coding_json_is_unset_object(cJSON *value);
+
+/* ---- fdw.c ---- */
+extern void coding_import_columns_sql(StringInfo buf, CodingResource res);
+
+#endif							/* CODING_FDW_H */

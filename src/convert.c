@@ -1,0 +1,546 @@
+/*-------------------------------------------------------------------------
+ * convert.c
+ *		The known columns of each resource and the conversion of Coding's
+ *		JSON values into Datums.
+ *
+ * Coding marks "not set" with values rather than nulls: 0 for dates and
+ * related ids, "" for enums, -28800000 (1970-01-01 00:00 +08:00) for
+ * iteration dates and zero-filled objects such as "Epic":{"Code":0,...}.
+ * Those become SQL NULL.  Millisecond epochs become timestamptz, objects
+ * and arrays jsonb, and any other type is reached through its input
+ * function, with an error context naming the column, field and object.
+ *-------------------------------------------------------------------------
+ */
+#include "coding_fdw.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "access/sysattr.h"
+#include "catalog/pg_type.h"
+#include "common/shortest_dec.h"
+#include "datatype/timestamp.h"
+#include "mb/pg_wchar.h"
+#include "nodes/bitmapset.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+/* Coding's "unset" iteration date: 1970-01-01 00:00 in UTC+8. */
+#define CODING_UNSET_EPOCH_MS	(-28800000.0)
+
+#define K(name, type, field) {name, type, field, NULL, false, false, false, false}
+
+/*
+ * The columns IMPORT FOREIGN SCHEMA creates (interface.md §2), with the
+ * API field each reads and its "not set" rule.
+ */
+static const CodingKnownColumn issue_columns[] = {
+	{"team", "text", NULL, NULL, false, false, false, true},
+	{"project", "text", NULL, NULL, false, false, false, true},
+	{"code", "integer", "Code", NULL, false, false, false, true},
+	{"type", "text", "Type", NULL, false, true, false, false},
+	{"parent_type", "text", "ParentType", NULL, false, true, false, false},
+	K("name", "text", "Name"),
+	K("description", "text", "Description"),
+	{"issue_status_id", "bigint", "IssueStatusId", NULL, true, false, false, false},
+	{"issue_status_name", "text", "IssueStatusName", NULL, false, true, false, false},
+	{"issue_status_type", "text", "IssueStatusType", NULL, false, true, false, false},
+	{"priority", "smallint", "Priority", NULL, false, true, false, false},
+	{"assignee_id", "bigint", "AssigneeId", "Assignee.Id", true, false, false, false},
+	K("assignees", "jsonb", "Assignees"),
+	{"creator_id", "bigint", "CreatorId", "Creator.Id", true, false, false, false},
+	{"iteration_id", "bigint", "IterationId", "Iteration.Id", true, false, false, false},
+	{"iteration_code", "integer", "Iteration.Code", NULL, true, false, false, false},
+	{"start_date", "timestamptz", "StartDate", NULL, true, false, false, false},
+	{"due_date", "timestamptz", "DueDate", NULL, true, false, false, false},
+	{"created_at", "timestamptz", "CreatedAt", NULL, true, false, false, false},
+	{"updated_at", "timestamptz", "UpdatedAt", NULL, true, false, false, false},
+	{"completed_at", "timestamptz", "CompletedAt", NULL, true, false, false, false},
+	K("working_hours", "numeric", "WorkingHours"),
+	{"story_point", "text", "StoryPoint", NULL, false, true, false, false},
+	{"issue_type_id", "bigint", "IssueTypeId", NULL, true, false, false, false},
+	K("issue_type_detail", "jsonb", "IssueTypeDetail"),
+	K("labels", "jsonb", "Labels"),
+	K("custom_fields", "jsonb", "CustomFields"),
+	{"parent_code", "integer", "ParentCode", "Parent.Code", true, false, false, false},
+	{"assignee", "jsonb", "Assignee", NULL, false, false, true, false},
+	{"creator", "jsonb", "Creator", NULL, false, false, true, false},
+	{"watchers", "jsonb", "Watchers", NULL, false, false, true, false},
+	{"files", "jsonb", "Files", NULL, false, false, true, false},
+	{"sub_tasks", "jsonb", "SubTasks", NULL, false, false, true, false},
+	{"third_links", "jsonb", "ThirdLinks", NULL, false, false, true, false},
+	{"project_module", "jsonb", "ProjectModule", NULL, false, false, true, false},
+	{"requirement_type", "jsonb", "RequirementType", NULL, false, false, true, false},
+	{"defect_type", "jsonb", "DefectType", NULL, false, false, true, false},
+	{"epic", "jsonb", "Epic", NULL, false, false, true, false},
+	{"parent", "jsonb", "Parent", NULL, false, false, true, false},
+	K("raw", "jsonb", NULL),
+};
+
+static const CodingKnownColumn iteration_columns[] = {
+	{"team", "text", NULL, NULL, false, false, false, true},
+	{"project", "text", NULL, NULL, false, false, false, true},
+	{"code", "integer", "Code", NULL, false, false, false, true},
+	K("name", "text", "Name"),
+	K("goal", "text", "Goal"),
+	{"status", "text", "Status", NULL, false, true, false, false},
+	{"start_at", "timestamptz", "StartAt", NULL, true, false, false, false},
+	{"end_at", "timestamptz", "EndAt", NULL, true, false, false, false},
+	{"created_at", "timestamptz", "CreatedAt", NULL, true, false, false, false},
+	{"updated_at", "timestamptz", "UpdatedAt", NULL, true, false, false, false},
+	{"assignee_id", "bigint", "Assignee", NULL, true, false, false, false},
+	{"creator_id", "bigint", "Creator", NULL, true, false, false, false},
+	{"starter_id", "bigint", "Starter", NULL, true, false, false, false},
+	{"completer_id", "bigint", "Completer", NULL, true, false, false, false},
+	{"deleter_id", "bigint", "Deleter", NULL, true, false, false, false},
+	K("wait_process_count", "integer", "WaitProcessCount"),
+	K("processing_count", "integer", "ProcessingCount"),
+	K("completed_count", "integer", "CompletedCount"),
+	K("completed_percent", "numeric", "CompletedPercent"),
+	K("raw", "jsonb", NULL),
+};
+
+static const CodingKnownColumn member_columns[] = {
+	{"team", "text", NULL, NULL, false, false, false, true},
+	{"project", "text", NULL, NULL, false, false, false, true},
+	{"id", "bigint", "Id", NULL, false, false, false, true},
+	K("team_id", "bigint", "TeamId"),
+	K("name", "text", "Name"),
+	K("name_pinyin", "text", "NamePinYin"),
+	K("avatar", "text", "Avatar"),
+	K("email", "text", "Email"),
+	K("phone", "text", "Phone"),
+	K("email_validation", "smallint", "EmailValidation"),
+	K("phone_validation", "smallint", "PhoneValidation"),
+	K("global_key", "text", "GlobalKey"),
+	K("status", "smallint", "Status"),
+	K("roles", "jsonb", "Roles"),
+	K("raw", "jsonb", NULL),
+};
+
+/* coding_known_columns: the known columns of a resource. */
+const CodingKnownColumn *
+coding_known_columns(CodingResource res, int *ncolumns)
+{
+	switch (res)
+	{
+		case CODING_RES_ISSUES:
+			*ncolumns = lengthof(issue_columns);
+			return issue_columns;
+		case CODING_RES_ITERATIONS:
+			*ncolumns = lengthof(iteration_columns);
+			return iteration_columns;
+		case CODING_RES_MEMBERS:
+			*ncolumns = lengthof(member_columns);
+			return member_columns;
+	}
+	*ncolumns = 0;
+	return NULL;
+}
+
+/*
+ * pascal_case
+ *		Default API field of a column: issue_status_name -> IssueStatusName.
+ */
+static char *
+pascal_case(const char *name)
+{
+	char	   *result = palloc(strlen(name) + 1);
+	char	   *out = result;
+	bool		upper = true;
+
+	for (; *name; name++)
+	{
+		if (*name == '_')
+		{
+			upper = true;
+			continue;
+		}
+		*out++ = upper ? pg_toupper((unsigned char) *name) : *name;
+		upper = false;
+	}
+	*out = '\0';
+	return result;
+}
+
+/* split_path: "Iteration.Code" -> ("Iteration", "Code"). */
+static List *
+split_path(const char *field)
+{
+	List	   *path = NIL;
+	char	   *copy = pstrdup(field);
+	char	   *part;
+	char	   *save;
+
+	for (part = strtok_r(copy, ".", &save); part; part = strtok_r(NULL, ".", &save))
+		path = lappend(path, part);
+	return path;
+}
+
+/*
+ * coding_make_columns
+ *		Describe how to fill each attribute of "rel" that is in "wanted"
+ *		(attribute numbers offset by FirstLowInvalidHeapAttributeNumber; NULL
+ *		means all).  Unwanted attributes stay NULL in the scan's tuples.
+ */
+CodingColumn *
+coding_make_columns(Relation rel, CodingResource res, Bitmapset *wanted,
+					int *ncolumns)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	CodingColumn *cols = palloc0(sizeof(CodingColumn) * Max(tupdesc->natts, 1));
+	const CodingKnownColumn *known;
+	int			nknown;
+	int			n = 0;
+	int			i;
+	bool		whole_row;
+
+	known = coding_known_columns(res, &nknown);
+	whole_row = wanted == NULL ||
+		bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, wanted);
+
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+		CodingColumn *col = &cols[n];
+		const CodingKnownColumn *kc = NULL;
+		char	   *field;
+		Oid			infunc;
+		int			k;
+
+		if (att->attisdropped)
+			continue;
+		if (!whole_row &&
+			!bms_is_member(att->attnum - FirstLowInvalidHeapAttributeNumber, wanted))
+			continue;
+
+		col->attnum = att->attnum;
+		col->colname = pstrdup(NameStr(att->attname));
+		col->typid = att->atttypid;
+		col->typmod = att->atttypmod;
+		getTypeInputInfo(att->atttypid, &infunc, &col->typioparam);
+		fmgr_info(infunc, &col->infunc);
+
+		for (k = 0; k < nknown; k++)
+			if (strcmp(known[k].name, col->colname) == 0)
+				kc = &known[k];
+
+		field = coding_column_field_option(RelationGetRelid(rel), att->attnum);
+		if (field == NULL && kc)
+		{
+			if (strcmp(kc->name, "team") == 0)
+				col->source = COLSRC_TEAM;
+			else if (strcmp(kc->name, "project") == 0)
+				col->source = COLSRC_PROJECT;
+			else if (strcmp(kc->name, "raw") == 0)
+				col->source = COLSRC_RAW;
+			else
+			{
+				col->field = pstrdup(kc->field);
+				if (kc->fallback)
+					col->fallback = split_path(kc->fallback);
+			}
+			col->zero_is_null = kc->zero_is_null;
+			col->empty_is_null = kc->empty_is_null;
+			col->detail_only = kc->detail_only;
+		}
+		else
+		{
+			col->source = COLSRC_FIELD;
+			col->field = field ? field : pascal_case(col->colname);
+			/* a field the list does not return needs DescribeIssue */
+			if (res == CODING_RES_ISSUES)
+			{
+				List	   *p = split_path(col->field);
+				const char *first = linitial(p);
+
+				for (k = 0; k < nknown; k++)
+					if (known[k].detail_only && known[k].field &&
+						strcmp(known[k].field, first) == 0)
+						col->detail_only = true;
+			}
+		}
+		if (col->source == COLSRC_FIELD)
+			col->path = split_path(col->field);
+		n++;
+	}
+	*ncolumns = n;
+	return cols;
+}
+
+/*
+ * coding_json_path
+ *		Follow a field path through nested objects; NULL where it ends.
+ */
+cJSON *
+coding_json_path(cJSON *item, List *path)
+{
+	ListCell   *lc;
+
+	foreach(lc, path)
+	{
+		if (!cJSON_IsObject(item))
+			return NULL;
+		item = cJSON_GetObjectItemCaseSensitive(item, (char *) lfirst(lc));
+		if (item == NULL)
+			return NULL;
+	}
+	return item;
+}
+
+/*
+ * coding_json_is_unset_object
+ *		True for Coding's zero-filled "not set" objects: every scalar inside
+ *		is 0, "", false or null and every array is empty.
+ */
+bool
+coding_json_is_unset_object(cJSON *value)
+{
+	cJSON	   *child;
+
+	if (cJSON_IsObject(value))
+	{
+		cJSON_ArrayForEach(child, value)
+		{
+			if (cJSON_IsObject(child))
+			{
+				if (!coding_json_is_unset_object(child))
+					return false;
+			}
+			else if (cJSON_IsArray(child))
+			{
+				if (cJSON_GetArraySize(child) > 0)
+					return false;
+			}
+			else if (cJSON_IsNumber(child))
+			{
+				if (child->valuedouble != 0)
+					return false;
+			}
+			else if (cJSON_IsString(child))
+			{
+				if (child->valuestring[0] != '\0')
+					return false;
+			}
+			else if (cJSON_IsTrue(child))
+				return false;
+		}
+		return true;
+	}
+	return false;
+}
+
+/*
+ * number_text
+ *		A JSON number as text: integers exactly, others in the shortest form
+ *		that reads back to the same double (1.5, not 1.50000000000000000).
+ */
+static char *
+number_text(double d)
+{
+	char	   *buf = palloc(DOUBLE_SHORTEST_DECIMAL_LEN + 1);
+
+	if (d == floor(d) && fabs(d) < 9007199254740992.0)
+		snprintf(buf, DOUBLE_SHORTEST_DECIMAL_LEN + 1, "%.0f", d);
+	else
+		double_to_shortest_decimal_buf(d, buf);
+	return buf;
+}
+
+/*
+ * remote_text
+ *		A string from Coding (UTF-8) converted to the database encoding,
+ *		rejecting invalid byte sequences.
+ */
+static char *
+remote_text(const char *s)
+{
+	return pg_any_to_server(s, strlen(s), PG_UTF8);
+}
+
+/*
+ * coding_json_scalar_text
+ *		A JSON value as text: strings as is, numbers and booleans in their
+ *		JSON spelling, objects and arrays as compact JSON.  Used for pushed
+ *		down values and error messages as well as for conversion.
+ */
+char *
+coding_json_scalar_text(cJSON *value)
+{
+	if (cJSON_IsString(value))
+		return remote_text(value->valuestring);
+	if (cJSON_IsNumber(value))
+		return number_text(value->valuedouble);
+	if (cJSON_IsTrue(value))
+		return pstrdup("true");
+	if (cJSON_IsFalse(value))
+		return pstrdup("false");
+	{
+		char	   *s = cJSON_PrintUnformatted(value);
+
+		if (s == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+							errmsg("out of memory")));
+		return remote_text(s);
+	}
+}
+
+/*
+ * epoch_ms_to_timestamptz
+ *		Coding's millisecond Unix epoch as a PostgreSQL timestamptz.
+ */
+static TimestampTz
+epoch_ms_to_timestamptz(double ms)
+{
+	int64		usec = (int64) llround(ms) * 1000;
+
+	return usec - (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+}
+
+/* State for the error context of a conversion. */
+typedef struct ConvertContext
+{
+	CodingColumn *col;
+	const char *object;			/* "issue" */
+	const char *key;			/* "123" */
+} ConvertContext;
+
+/* convert_error_callback: name the column, field and object in errors. */
+static void
+convert_error_callback(void *arg)
+{
+	ConvertContext *cc = (ConvertContext *) arg;
+
+	if (cc->col == NULL)
+		return;
+	if (cc->col->source == COLSRC_FIELD)
+		errcontext("column \"%s\" (Coding field \"%s\") of %s %s",
+				   cc->col->colname, cc->col->field, cc->object, cc->key);
+	else
+		errcontext("column \"%s\" of %s %s", cc->col->colname, cc->object, cc->key);
+}
+
+/*
+ * convert_value
+ *		One JSON value to a Datum of the column's type; *isnull for "not set".
+ */
+static Datum
+convert_value(CodingColumn *col, cJSON *v, bool *isnull)
+{
+	char	   *text;
+
+	*isnull = true;
+	if (v == NULL || cJSON_IsNull(v))
+		return (Datum) 0;
+	if ((cJSON_IsObject(v) && coding_json_is_unset_object(v)))
+		return (Datum) 0;
+
+	if (cJSON_IsNumber(v))
+	{
+		double		d = v->valuedouble;
+
+		if (col->zero_is_null && d == 0)
+			return (Datum) 0;
+		if (col->typid == TIMESTAMPTZOID || col->typid == TIMESTAMPOID ||
+			col->typid == DATEOID)
+		{
+			Datum		ts;
+
+			if (d == 0 || d == CODING_UNSET_EPOCH_MS)
+				return (Datum) 0;
+			ts = TimestampTzGetDatum(epoch_ms_to_timestamptz(d));
+			*isnull = false;
+			if (col->typid == TIMESTAMPTZOID && col->typmod < 0)
+				return ts;
+			text = DatumGetCString(DirectFunctionCall1(timestamptz_out, ts));
+			return InputFunctionCall(&col->infunc, text, col->typioparam, col->typmod);
+		}
+		*isnull = false;
+		if (col->typid == INT4OID && d == floor(d) && d >= PG_INT32_MIN && d <= PG_INT32_MAX)
+			return Int32GetDatum((int32) d);
+		if (col->typid == INT8OID && d == floor(d) && fabs(d) < 9007199254740992.0)
+			return Int64GetDatum((int64) d);
+		text = number_text(d);
+	}
+	else if (cJSON_IsString(v))
+	{
+		if (col->empty_is_null && v->valuestring[0] == '\0')
+			return (Datum) 0;
+		text = remote_text(v->valuestring);
+		*isnull = false;
+		if (col->typid == TEXTOID)
+			return PointerGetDatum(cstring_to_text(text));
+	}
+	else
+		text = coding_json_scalar_text(v);
+
+	*isnull = false;
+	return InputFunctionCall(&col->infunc, text, col->typioparam, col->typmod);
+}
+
+/* constant_value: the team or project name as a Datum of the column's type. */
+static Datum
+constant_value(CodingColumn *col, const char *value)
+{
+	if (col->typid == TEXTOID || col->typid == VARCHAROID)
+		return CStringGetTextDatum(value);
+	return InputFunctionCall(&col->infunc, (char *) value, col->typioparam,
+							 col->typmod);
+}
+
+/*
+ * coding_row_to_values
+ *		Fill values/nulls (indexed by attnum - 1) for the wanted columns from
+ *		one API object.
+ */
+void
+coding_row_to_values(CodingColumn *cols, int ncols, cJSON *item,
+					 CodingConnInfo *conn, CodingResource res,
+					 Datum *values, bool *nulls)
+{
+	ErrorContextCallback errcb;
+	ConvertContext cc;
+	cJSON	   *key;
+	int			i;
+
+	key = cJSON_GetObjectItemCaseSensitive(item,
+										   res == CODING_RES_MEMBERS ? "Id" : "Code");
+	cc.col = NULL;
+	cc.object = res == CODING_RES_ISSUES ? "issue" :
+		res == CODING_RES_ITERATIONS ? "iteration" : "member";
+	cc.key = key ? coding_json_scalar_text(key) : "(unknown)";
+	errcb.callback = convert_error_callback;
+	errcb.arg = &cc;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	for (i = 0; i < ncols; i++)
+	{
+		CodingColumn *col = &cols[i];
+		int			idx = col->attnum - 1;
+		cJSON	   *v;
+
+		cc.col = col;
+		switch (col->source)
+		{
+			case COLSRC_TEAM:
+			case COLSRC_PROJECT:
+				values[idx] = constant_value(col, col->source == COLSRC_TEAM ?
+											 conn->team : conn->project);
+				nulls[idx] = false;
+				break;
+			case COLSRC_RAW:
+				values[idx] = convert_value(col, item, &nulls[idx]);
+				break;
+			case COLSRC_FIELD:
+				v = coding_json_path(item, col->path);
+				if (v == NULL && col->fallback)
+					v = coding_json_path(item, col->fallback);
+				values[idx] = convert_value(col, v, &nulls[idx]);
+				break;
+		}
+	}
+	error_context_stack = errcb.previous;
+}
