@@ -28,3 +28,7 @@ LANGUAGE C STRICT VOLATILE;
 
 COMMENT ON FUNCTION test_connection(name) IS
   'check team, token, project and permissions of a coding_fdw server';
+
+-- Every role may call the functions; each checks USAGE on the server it is
+-- given and uses the caller's own user mapping.
+GRANT USAGE ON SCHEMA coding_fdw TO PUBLIC;

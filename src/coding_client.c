@@ -82,9 +82,20 @@ static struct
 	char		errbuf[CURL_ERROR_SIZE];
 } http;
 
-/* Client-side rate limit: a token bucket per backend. */
-static double bucket_tokens = -1;
-static struct timespec bucket_time;
+/*
+ * Client-side rate limit: a token bucket per team in this backend (a
+ * team's limit is Coding's, whatever the server object).  Few teams are
+ * ever used in one backend, so a short list in TopMemoryContext does.
+ */
+typedef struct RateBucket
+{
+	struct RateBucket *next;
+	char	   *team;
+	double		tokens;
+	struct timespec updated;
+} RateBucket;
+
+static RateBucket *rate_buckets = NULL;
 
 static void *cjson_palloc(size_t size);
 static void cjson_pfree(void *ptr);
@@ -468,35 +479,41 @@ http_post(CodingConnInfo *conn, const char *action, const char *body,
 
 /*
  * rate_limit_wait
- *		Take one token from this backend's bucket for the server's rate_limit,
- *		sleeping on the latch (interruptible) until one is available.
+ *		Take one token from the team's bucket for the server's rate_limit,
+ *		sleeping on the latch (interruptible) until one is available.  The
+ *		bucket holds at most one second's worth of requests.
  */
 static void
-rate_limit_wait(double rate)
+rate_limit_wait(const char *team, double rate)
 {
+	RateBucket *b;
+
 	if (rate <= 0)
 		return;
+	for (b = rate_buckets; b; b = b->next)
+		if (strcmp(b->team, team) == 0)
+			break;
+	if (b == NULL)
+	{
+		b = MemoryContextAllocZero(TopMemoryContext, sizeof(RateBucket));
+		b->team = MemoryContextStrdup(TopMemoryContext, team);
+		b->tokens = Max(rate, 1.0);
+		clock_gettime(CLOCK_MONOTONIC, &b->updated);
+		b->next = rate_buckets;
+		rate_buckets = b;
+	}
 	for (;;)
 	{
-		long		ms;
+		long		ms = elapsed_ms(&b->updated);
 
-		if (bucket_tokens < 0)
+		b->tokens = Min(Max(rate, 1.0), b->tokens + ms * rate / 1000.0);
+		clock_gettime(CLOCK_MONOTONIC, &b->updated);
+		if (b->tokens >= 1.0)
 		{
-			bucket_tokens = rate;
-			clock_gettime(CLOCK_MONOTONIC, &bucket_time);
-		}
-		else
-		{
-			ms = elapsed_ms(&bucket_time);
-			bucket_tokens = Min(rate, bucket_tokens + ms * rate / 1000.0);
-			clock_gettime(CLOCK_MONOTONIC, &bucket_time);
-		}
-		if (bucket_tokens >= 1.0)
-		{
-			bucket_tokens -= 1.0;
+			b->tokens -= 1.0;
 			return;
 		}
-		ms = (long) ((1.0 - bucket_tokens) * 1000.0 / rate) + 1;
+		ms = (long) ((1.0 - b->tokens) * 1000.0 / rate) + 1;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -647,7 +664,7 @@ coding_call_noerror(CodingConnInfo *conn, const char *action, cJSON *body,
 		buf.cxt = CurrentMemoryContext;
 		buf.limit = (size_t) coding_max_response_size;
 
-		rate_limit_wait(conn->rate_limit);
+		rate_limit_wait(conn->team, conn->rate_limit);
 		cc = http_post(conn, action, body_text, &buf, &result->http_status,
 					   &retry_after_ms);
 		if (stats)
@@ -675,6 +692,7 @@ coding_call_noerror(CodingConnInfo *conn, const char *action, cJSON *body,
 			else
 			{
 				result->errclass = CODING_ERR_NETWORK;
+				result->timed_out = (cc == CURLE_OPERATION_TIMEDOUT);
 				result->transport_error =
 					pstrdup(http.errbuf[0] ? http.errbuf : curl_easy_strerror(cc));
 			}
@@ -700,7 +718,10 @@ coding_call_noerror(CodingConnInfo *conn, const char *action, cJSON *body,
 														 result->message);
 			}
 			else if (result->http_status == 429)
+			{
 				result->errclass = CODING_ERR_RATE_LIMIT;
+				result->transport_error = pstrdup("HTTP status 429 (Too Many Requests)");
+			}
 			else if (result->http_status >= 500)
 			{
 				result->errclass = CODING_ERR_REMOTE;
@@ -808,7 +829,7 @@ coding_report_error(CodingConnInfo *conn, const char *action,
 			hint = pstrdup("Lower the server's \"rate_limit\" option, raise \"max_retries\", or retry later.");
 			break;
 		case CODING_ERR_NETWORK:
-			what = "could not reach Coding";
+			what = r->timed_out ? "Coding request timed out" : "could not reach Coding";
 			hint = pstrdup("Check the server's \"team\" and \"api_url\" options and the network; "
 						   "raise \"request_timeout_ms\" or \"connect_timeout_ms\" for a slow link.");
 			break;

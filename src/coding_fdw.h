@@ -109,6 +109,7 @@ typedef struct CodingResult
 	char	   *message;		/* Coding Response.Error.Message */
 	char	   *request_id;		/* Coding Response.RequestId */
 	char	   *transport_error;	/* libcurl's text, or our description */
+	bool		timed_out;		/* the network error was a timeout */
 	int			attempts;
 	cJSON	   *response;		/* the "Response" object on success */
 } CodingResult;
@@ -169,7 +170,7 @@ extern const CodingKnownColumn *coding_known_columns(CodingResource res,
 extern CodingColumn *coding_make_columns(Relation rel, CodingResource res,
 										 Bitmapset *wanted, int *ncolumns);
 extern void coding_row_to_values(CodingColumn *cols, int ncols,
-								 cJSON *item, CodingConnInfo *conn,
+								 cJSON *item, cJSON *raw, CodingConnInfo *conn,
 								 CodingResource res,
 								 Datum *values, bool *nulls);
 extern cJSON *coding_json_path(cJSON *item, List *path);

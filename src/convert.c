@@ -23,6 +23,7 @@
 #include "mb/pg_wchar.h"
 #include "nodes/bitmapset.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -450,12 +451,18 @@ convert_value(CodingColumn *col, cJSON *v, bool *isnull)
 
 			if (d == 0 || d == CODING_UNSET_EPOCH_MS)
 				return (Datum) 0;
+			/* convert directly: a text round trip would misread "CST" */
 			ts = TimestampTzGetDatum(epoch_ms_to_timestamptz(d));
 			*isnull = false;
-			if (col->typid == TIMESTAMPTZOID && col->typmod < 0)
-				return ts;
-			text = DatumGetCString(DirectFunctionCall1(timestamptz_out, ts));
-			return InputFunctionCall(&col->infunc, text, col->typioparam, col->typmod);
+			if (col->typid == DATEOID)
+				return DirectFunctionCall1(timestamptz_date, ts);
+			if (col->typid == TIMESTAMPOID)
+				ts = DirectFunctionCall1(timestamptz_timestamp, ts);
+			if (col->typmod >= 0)
+				ts = DirectFunctionCall2(col->typid == TIMESTAMPOID ?
+										 timestamp_scale : timestamptz_scale,
+										 ts, Int32GetDatum(col->typmod));
+			return ts;
 		}
 		*isnull = false;
 		if (col->typid == INT4OID && d == floor(d) && d >= PG_INT32_MIN && d <= PG_INT32_MAX)
@@ -493,10 +500,11 @@ constant_value(CodingColumn *col, const char *value)
 /*
  * coding_row_to_values
  *		Fill values/nulls (indexed by attnum - 1) for the wanted columns from
- *		one API object.
+ *		one API object; "raw" is what the raw column shows (the list object,
+ *		also when item has DescribeIssue's fields merged in).
  */
 void
-coding_row_to_values(CodingColumn *cols, int ncols, cJSON *item,
+coding_row_to_values(CodingColumn *cols, int ncols, cJSON *item, cJSON *raw,
 					 CodingConnInfo *conn, CodingResource res,
 					 Datum *values, bool *nulls)
 {
@@ -532,7 +540,7 @@ coding_row_to_values(CodingColumn *cols, int ncols, cJSON *item,
 				nulls[idx] = false;
 				break;
 			case COLSRC_RAW:
-				values[idx] = convert_value(col, item, &nulls[idx]);
+				values[idx] = convert_value(col, raw, &nulls[idx]);
 				break;
 			case COLSRC_FIELD:
 				v = coding_json_path(item, col->path);

@@ -467,11 +467,11 @@ codingIterateForeignScan(ForeignScanState *node)
 	ss->next_item = item->next;
 
 	old = MemoryContextSwitchTo(ss->row_cxt);
-	if (ss->need_detail)
-		item = fetch_detail(ss, item);
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	coding_row_to_values(ss->cols, ss->ncols, item, ss->conn,
-						 ss->tinfo->resource, slot->tts_values, slot->tts_isnull);
+	coding_row_to_values(ss->cols, ss->ncols,
+						 ss->need_detail ? fetch_detail(ss, item) : item, item,
+						 ss->conn, ss->tinfo->resource,
+						 slot->tts_values, slot->tts_isnull);
 	MemoryContextSwitchTo(old);
 	return ExecStoreVirtualTuple(slot);
 }

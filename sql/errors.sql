@@ -1,0 +1,137 @@
+--
+-- errors: each error class has its own SQLSTATE, an errmsg naming team,
+-- project and Action, Coding's Code/Message/RequestId in errdetail and a
+-- hint.  Retries recover from transient faults; faults come from the
+-- simulated server's fault injection.
+--
+\getenv sim_url CODING_SIM_URL
+\getenv dead_url CODING_DEAD_URL
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+CREATE SERVER coding FOREIGN DATA WRAPPER coding_fdw
+  OPTIONS (team 'acme', project 'backend', api_url :'sim_url', rate_limit '1000',
+           max_retries '2', request_timeout_ms '2000');
+CREATE USER MAPPING FOR CURRENT_USER SERVER coding OPTIONS (token 'secret-token');
+CREATE FOREIGN TABLE issues (code int, name text) SERVER coding OPTIONS (resource 'issues');
+CREATE FOREIGN TABLE iterations (code int) SERVER coding OPTIONS (resource 'iterations');
+CREATE FOREIGN TABLE members (id bigint) SERVER coding OPTIONS (resource 'project_members');
+
+-- the error a statement raises: SQLSTATE, message, detail, hint, context; with
+-- norm, runs of digits in the detail (timings, ports) read N
+CREATE FUNCTION err(q text, norm boolean DEFAULT false)
+RETURNS TABLE (state text, message text, detail text, hint text, context text)
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE q;
+  state := 'no error';
+  RETURN NEXT;
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                          detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT,
+                          context = PG_EXCEPTION_CONTEXT;
+  -- our own context line only, not the PL/pgSQL lines after it
+  context := nullif(split_part(context, E'\n', 1), '');
+  IF context LIKE 'PL/pgSQL%' THEN context := NULL; END IF;
+  IF norm THEN
+    detail := regexp_replace(detail, '\d+', 'N', 'g');
+  END IF;
+  RETURN NEXT;
+END $$;
+\x on
+
+-- token rejected: 28000
+CREATE SERVER badtoken FOREIGN DATA WRAPPER coding_fdw
+  OPTIONS (team 'acme', project 'backend', api_url :'sim_url', max_retries '0');
+CREATE USER MAPPING FOR CURRENT_USER SERVER badtoken OPTIONS (token 'wrong-token');
+CREATE FOREIGN TABLE bt_issues (code int) SERVER badtoken OPTIONS (resource 'issues');
+SELECT * FROM err('SELECT * FROM bt_issues');
+-- an OAuth token sent with the personal-token scheme is rejected, as Bearer accepted
+ALTER USER MAPPING FOR CURRENT_USER SERVER badtoken OPTIONS (SET token 'oauth-token');
+SELECT * FROM err('SELECT count(*) FROM bt_issues');
+ALTER USER MAPPING FOR CURRENT_USER SERVER badtoken OPTIONS (ADD token_type 'bearer');
+SELECT count(*) > 0 AS ok FROM bt_issues;
+
+-- project not found: HV00Q
+ALTER FOREIGN TABLE issues OPTIONS (ADD project 'nosuch');
+SELECT * FROM err('SELECT * FROM issues');
+-- project_members looks the project up first
+ALTER FOREIGN TABLE members OPTIONS (ADD project 'nosuch');
+SELECT * FROM err('SELECT * FROM members');
+ALTER FOREIGN TABLE issues OPTIONS (DROP project);
+ALTER FOREIGN TABLE members OPTIONS (DROP project);
+
+-- permission missing: 42501 (the limited token may read issues only)
+CREATE SERVER limited FOREIGN DATA WRAPPER coding_fdw
+  OPTIONS (team 'acme', project 'backend', api_url :'sim_url', max_retries '0');
+CREATE USER MAPPING FOR CURRENT_USER SERVER limited OPTIONS (token 'limited-token');
+CREATE FOREIGN TABLE lim_iterations (code int) SERVER limited OPTIONS (resource 'iterations');
+CREATE FOREIGN TABLE lim_issues (code int) SERVER limited OPTIONS (resource 'issues');
+SELECT count(*) > 0 AS ok FROM lim_issues;
+SELECT * FROM err('SELECT * FROM lim_iterations');
+
+-- rate limited after retries: 53400; fewer faults than retries recover
+\! $SIMCTL fault '{"type":"rate_limited","action":"DescribeIssueListWithPage","count":3}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+\! $SIMCTL fault '{"type":"rate_limited","action":"DescribeIssueListWithPage","count":2}'
+SELECT count(*) > 0 AS recovered FROM issues;
+-- HTTP 429 with Retry-After is honoured and retried
+\! $SIMCTL fault '{"type":"http_429","retry_after":1,"count":1}'
+SELECT count(*) > 0 AS recovered FROM issues;
+\! $SIMCTL fault '{"type":"http_429","count":3}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+
+-- Coding-side failure: HV000 after retries, recovered when it passes
+\! $SIMCTL fault '{"type":"http_500","count":3}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+\! $SIMCTL fault '{"type":"http_502","count":2}'
+SELECT count(*) > 0 AS recovered FROM issues;
+\! $SIMCTL fault '{"type":"error","code":"InternalError","message":"boom","request_id":"00000000-0000-0000-0000-000000000500","count":3}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+
+-- Coding rejected a parameter: 22023, with Coding's RequestId
+\! $SIMCTL fault '{"type":"error","code":"InvalidParameterValue","message":"PageSize is invalid","request_id":"00000000-0000-0000-0000-000000000022"}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+
+-- network: HV00N (unreachable, dropped connection, timeout)
+CREATE SERVER dead FOREIGN DATA WRAPPER coding_fdw
+  OPTIONS (team 'acme', project 'backend', api_url :'dead_url', max_retries '1');
+CREATE USER MAPPING FOR CURRENT_USER SERVER dead OPTIONS (token 'secret-token');
+CREATE FOREIGN TABLE dead_issues (code int) SERVER dead OPTIONS (resource 'issues');
+SELECT * FROM err('SELECT * FROM dead_issues', true);
+-- (curl itself retries a request once when a reused connection drops)
+\! $SIMCTL fault '{"type":"drop_connection","count":10}'
+SELECT * FROM err('SELECT * FROM issues', true);
+\! $SIMCTL clear-faults
+\! $SIMCTL fault '{"type":"drop_connection","count":1}'
+SELECT count(*) > 0 AS recovered FROM issues;
+ALTER SERVER coding OPTIONS (SET request_timeout_ms '300', SET max_retries '0');
+\! $SIMCTL fault '{"type":"delay","seconds":3}'
+SELECT * FROM err('SELECT * FROM issues', true);
+\! $SIMCTL fault '{"type":"stall_mid_body","seconds":3}'
+SELECT * FROM err('SELECT * FROM issues', true);
+ALTER SERVER coding OPTIONS (SET request_timeout_ms '2000', SET max_retries '2');
+-- an unknown team host does not resolve, and is not retried
+CREATE SERVER nohost FOREIGN DATA WRAPPER coding_fdw
+  OPTIONS (team 'no-such-team-coding-fdw', project 'backend', max_retries '3');
+CREATE USER MAPPING FOR CURRENT_USER SERVER nohost OPTIONS (token 'secret-token');
+CREATE FOREIGN TABLE nohost_issues (code int) SERVER nohost OPTIONS (resource 'issues');
+SELECT * FROM err('SELECT * FROM nohost_issues');
+
+-- malformed response: HV00M
+\! $SIMCTL fault '{"type":"invalid_json"}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+\! $SIMCTL fault '{"type":"truncated_json"}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+SET coding_fdw.max_response_size = '1MB';
+\! $SIMCTL fault '{"type":"huge_body","mb":3}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+RESET coding_fdw.max_response_size;
+-- wrong types in fields: the column's input function reports it
+\! $SIMCTL fault '{"type":"wrong_types"}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+
+-- after all that, the same backend still works
+SELECT count(*) > 0 AS ok FROM issues;
+\! $SIMCTL clear-faults
+
+DROP SERVER coding, badtoken, limited, dead, nohost CASCADE;

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# test/run_in_cluster.sh: runs every suite against the cluster pg_virtualenv
+# made (PG* variables set) and a simulated Coding server started here.
+# Prints one "N passed, N failed" line at the end.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+WORK=$(mktemp -d /tmp/coding_fdw_test.XXXXXX)
+chmod 755 "$WORK"
+PASSED=0
+FAILED=0
+FAILED_NAMES=()
+
+record() {   # record NAME PASSED FAILED
+    PASSED=$((PASSED + $2)); FAILED=$((FAILED + $3))
+    if [ "$3" -gt 0 ]; then FAILED_NAMES+=("$1"); fi
+}
+
+# wait_for_file FILE SECONDS: wait on a condition with a deadline
+wait_for_file() {
+    local deadline=$((SECONDS + $2))
+    while [ ! -s "$1" ]; do
+        if [ $SECONDS -ge $deadline ]; then return 1; fi
+        sleep 0.05
+    done
+}
+
+# start_sim NAME ARGS...: start a simulated server, export its URLs
+start_sim() {
+    local name=$1; shift
+    python3 "$ROOT/test/coding_sim.py" --host 127.0.0.1 --port 0 \
+        --port-file "$WORK/$name.port" --quiet "$@" >"$WORK/$name.log" 2>&1 &
+    echo $! >"$WORK/$name.pid"
+    if ! wait_for_file "$WORK/$name.port" 60; then
+        echo "simulated server $name did not start:"; cat "$WORK/$name.log"; return 1
+    fi
+}
+
+cleanup() {
+    for f in "$WORK"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# 1. the simulated server's own tests
+echo "== test/test_sim.py"
+out=$(python3 "$ROOT/test/test_sim.py" 2>&1); rc=$?
+echo "$out" | tail -5
+line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
+if [ -n "$line" ]; then
+    p=$(echo "$line" | awk '{print $1}'); f=$(echo "$line" | awk '{print $3}')
+    [ $rc -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    record test_sim "$p" "$f"
+else
+    record test_sim 0 1
+fi
+
+# 2. pg_regress suites against a small deterministic project
+echo "== pg_regress"
+start_sim regress --team acme --project backend:60 --project mobile:5 \
+    --token secret-token --oauth-token oauth-token \
+    --limited-token limited-token:issues --seed 42 || { echo "0 passed, 1 failed"; exit 1; }
+PORT=$(cat "$WORK/regress.port")
+export CODING_SIM_URL="http://127.0.0.1:$PORT/open-api"
+export CODING_SIM_CONTROL="http://127.0.0.1:$PORT"
+export SIMCTL="python3 $ROOT/test/simctl.py"
+# a port nothing listens on, for "unreachable" tests
+export CODING_DEAD_URL="http://127.0.0.1:9/open-api"
+make -s installcheck REGRESS_OPTS="--outputdir=$WORK/regress --load-extension=coding_fdw --encoding=UTF8" \
+    >"$WORK/regress.out" 2>&1
+cat "$WORK/regress.out" | grep -E '\.\.\. |tests' || true
+p=$(grep -cE '\.\.\. ok' "$WORK/regress.out")
+f=$(grep -cE '\.\.\. FAILED|\.\.\. failed' "$WORK/regress.out")
+if [ "$f" -gt 0 ] && [ -f "$WORK/regress/regression.diffs" ]; then
+    head -200 "$WORK/regress/regression.diffs"
+fi
+[ "$p" -eq 0 ] && [ "$f" -eq 0 ] && f=1
+record pg_regress "$p" "$f"
+
+# 3. script tests: each prints its own "N passed, N failed"
+for t in "$ROOT"/test/t_*.sh "$ROOT"/test/t_*.py; do
+    [ -e "$t" ] || continue
+    name=$(basename "$t")
+    echo "== $name"
+    case "$t" in
+        *.py) out=$(python3 "$t" 2>&1); rc=$? ;;
+        *) out=$(bash "$t" 2>&1); rc=$? ;;
+    esac
+    echo "$out" | tail -15
+    line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
+    if [ -n "$line" ]; then
+        p=$(echo "$line" | awk '{print $1}'); f=$(echo "$line" | awk '{print $3}')
+        [ $rc -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    else
+        p=0; f=1
+    fi
+    record "$name" "$p" "$f"
+done
+
+if [ ${#FAILED_NAMES[@]} -gt 0 ]; then echo "failed suites: ${FAILED_NAMES[*]}"; fi
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
