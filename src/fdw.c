@@ -21,6 +21,7 @@
 #include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/clauses.h"
 #include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
 #include "optimizer/planmain.h"
@@ -56,6 +57,8 @@ typedef struct CodingScanState
 	CodingColumn *cols;
 	int			ncols;
 	bool		need_detail;	/* a detail-only column is referenced */
+	ExprState  *list_qual;		/* quals on list columns, checked before
+								 * DescribeIssue is called for a row */
 
 	MemoryContext page_cxt;		/* the current page; reset per page */
 	MemoryContext row_cxt;		/* one row's values; reset per row */
@@ -67,6 +70,7 @@ typedef struct CodingScanState
 
 	CodingCallStats stats;
 	int64		pages;
+	int64		skipped_details;	/* rows dropped before DescribeIssue */
 } CodingScanState;
 
 static const char *const list_actions[] = {
@@ -158,28 +162,34 @@ codingGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel,
 }
 
 /*
- * needs_detail
- *		Whether any attribute the query uses is only in DescribeIssue.
+ * detail_attrs
+ *		The attributes (offset by FirstLowInvalidHeapAttributeNumber) among
+ *		attrs_used that only DescribeIssue returns.
  */
-static bool
-needs_detail(Relation rel, CodingTableInfo *tinfo, Bitmapset *attrs_used)
+static Bitmapset *
+detail_attrs(Relation rel, CodingTableInfo *tinfo, Bitmapset *attrs_used)
 {
+	Bitmapset  *result = NULL;
 	CodingColumn *cols;
 	int			ncols;
 	int			i;
 
 	if (tinfo->resource != CODING_RES_ISSUES)
-		return false;
+		return NULL;
 	cols = coding_make_columns(rel, tinfo->resource, attrs_used, &ncols);
 	for (i = 0; i < ncols; i++)
 		if (cols[i].detail_only)
-			return true;
-	return false;
+			result = bms_add_member(result,
+									cols[i].attnum - FirstLowInvalidHeapAttributeNumber);
+	return result;
 }
 
 /*
  * codingGetForeignPlan
- *		Build the ForeignScan; all quals stay local.
+ *		Build the ForeignScan.  Every qual stays a local qual; when details
+ *		are fetched, the quals that read list columns only are also kept in
+ *		fdw_exprs, so the scan can drop a row before paying a DescribeIssue
+ *		call for it.
  */
 static ForeignScan *
 codingGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
@@ -188,20 +198,38 @@ codingGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 {
 	CodingPlanState *ps = (CodingPlanState *) baserel->fdw_private;
 	List	   *attrs = NIL;
+	List	   *list_quals = NIL;
+	Bitmapset  *detail;
 	Relation	rel;
-	bool		detail;
+	ListCell   *lc;
 	int			x = -1;
 
 	while ((x = bms_next_member(ps->attrs_used, x)) >= 0)
 		attrs = lappend_int(attrs, x);
 
 	rel = table_open(foreigntableid, NoLock);
-	detail = needs_detail(rel, ps->tinfo, ps->attrs_used);
+	detail = detail_attrs(rel, ps->tinfo, ps->attrs_used);
 	table_close(rel, NoLock);
 
 	scan_clauses = extract_actual_clauses(scan_clauses, false);
-	return make_foreignscan(tlist, scan_clauses, baserel->relid, NIL,
-							list_make2(attrs, makeInteger(detail ? 1 : 0)),
+	if (detail != NULL)
+	{
+		foreach(lc, scan_clauses)
+		{
+			Node	   *clause = (Node *) lfirst(lc);
+			Bitmapset  *vars = NULL;
+
+			/* evaluated twice: only when that cannot change the result */
+			if (contain_volatile_functions(clause) || contain_subplans(clause))
+				continue;
+			pull_varattnos(clause, baserel->relid, &vars);
+			if (!bms_overlap(vars, detail) &&
+				!bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, vars))
+				list_quals = lappend(list_quals, clause);
+		}
+	}
+	return make_foreignscan(tlist, scan_clauses, baserel->relid, list_quals,
+							list_make2(attrs, makeInteger(detail != NULL ? 1 : 0)),
 							NIL, NIL, outer_plan);
 }
 
@@ -227,6 +255,7 @@ codingBeginForeignScan(ForeignScanState *node, int eflags)
 	ss->conn = coding_get_conn_info(GetForeignServerIdByRelId(RelationGetRelid(rel)),
 									userid, RelationGetRelid(rel));
 	ss->need_detail = intVal(list_nth(plan->fdw_private, PRIV_NEED_DETAIL)) != 0;
+	ss->list_qual = ExecInitQual(plan->fdw_exprs, (PlanState *) node);
 
 	foreach(lc, attrs)
 		wanted = bms_add_member(wanted, lfirst_int(lc));
@@ -441,9 +470,56 @@ fetch_detail(CodingScanState *ss, cJSON *item)
 }
 
 /*
+ * next_item
+ *		The next object of the current page, fetching the next page when the
+ *		current one is used up; NULL at the end.
+ */
+static cJSON *
+next_item(CodingScanState *ss)
+{
+	cJSON	   *item;
+
+	while (ss->next_item == NULL)
+	{
+		if (ss->last_page && ss->page_number > 1)
+			return NULL;
+		fetch_page(ss);
+	}
+	item = ss->next_item;
+	ss->next_item = item->next;
+	return item;
+}
+
+/*
+ * list_qual_passes
+ *		Whether a row can pass the quals on list columns; only then is it
+ *		worth a DescribeIssue call.  The slot is filled with the list
+ *		columns (detail-only ones NULL) for the check.
+ */
+static bool
+list_qual_passes(ForeignScanState *node, CodingScanState *ss, cJSON *item)
+{
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	bool		pass;
+
+	if (ss->list_qual == NULL)
+		return true;
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	coding_row_to_values(ss->cols, ss->ncols, item, item, ss->conn,
+						 ss->tinfo->resource, slot->tts_values, slot->tts_isnull);
+	ExecStoreVirtualTuple(slot);
+	econtext->ecxt_scantuple = slot;
+	pass = ExecQual(ss->list_qual, econtext);
+	ResetExprContext(econtext);
+	return pass;
+}
+
+/*
  * codingIterateForeignScan
- *		Return the next row, fetching the next page when the current one is
- *		used up.
+ *		Return the next row.  With detail columns, rows that fail the quals
+ *		on list columns are skipped before their DescribeIssue call.
  */
 static TupleTableSlot *
 codingIterateForeignScan(ForeignScanState *node)
@@ -453,20 +529,23 @@ codingIterateForeignScan(ForeignScanState *node)
 	MemoryContext old;
 	cJSON	   *item;
 
-	ExecClearTuple(slot);
-	MemoryContextReset(ss->row_cxt);
-	CHECK_FOR_INTERRUPTS();
-
-	while (ss->next_item == NULL)
-	{
-		if (ss->last_page && ss->page_number > 1)
-			return slot;
-		fetch_page(ss);
-	}
-	item = ss->next_item;
-	ss->next_item = item->next;
-
 	old = MemoryContextSwitchTo(ss->row_cxt);
+	for (;;)
+	{
+		MemoryContextReset(ss->row_cxt);
+		CHECK_FOR_INTERRUPTS();
+		item = next_item(ss);
+		if (item == NULL)
+		{
+			MemoryContextSwitchTo(old);
+			return ExecClearTuple(slot);
+		}
+		if (!ss->need_detail || list_qual_passes(node, ss, item))
+			break;
+		ss->skipped_details++;
+	}
+
+	ExecClearTuple(slot);
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 	coding_row_to_values(ss->cols, ss->ncols,
 						 ss->need_detail ? fetch_detail(ss, item) : item, item,
@@ -537,13 +616,18 @@ codingExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		}
 		ExplainPropertyText("Coding request", buf.data, es);
 		ExplainPropertyText("Coding details",
-							ss->need_detail ? "DescribeIssue per row" : "none", es);
+							!ss->need_detail ? "none" :
+							ss->list_qual ? "DescribeIssue per row passing the list filter" :
+							"DescribeIssue per row", es);
 	}
 	if (es->analyze)
 	{
 		ExplainPropertyInteger("Coding calls", NULL, ss->stats.calls, es);
 		ExplainPropertyInteger("Coding pages", NULL, ss->pages, es);
 		ExplainPropertyInteger("Coding retries", NULL, ss->stats.retries, es);
+		if (ss->need_detail)
+			ExplainPropertyInteger("Coding details skipped", NULL,
+								   ss->skipped_details, es);
 		if (es->costs)
 			ExplainPropertyInteger("Coding bytes", NULL, ss->stats.bytes, es);
 	}
