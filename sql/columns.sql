@@ -47,6 +47,7 @@ SELECT count(*) FILTER (WHERE raw->>'Name' IS DISTINCT FROM name) AS name_mismat
 -- detail-only columns come from DescribeIssue, only when referenced
 \! $SIMCTL clear-log
 SELECT count(*) FROM coding.issues WHERE name IS NOT NULL;
+SELECT count(*) FROM coding.issues;
 \! $SIMCTL count --action DescribeIssue
 \! $SIMCTL clear-log
 SELECT code, assignee->>'Name' AS assignee, creator->>'Name' AS creator,

@@ -183,8 +183,9 @@ split_path(const char *field)
 /*
  * coding_make_columns
  *		Describe how to fill each attribute of "rel" that is in "wanted"
- *		(attribute numbers offset by FirstLowInvalidHeapAttributeNumber; NULL
- *		means all).  Unwanted attributes stay NULL in the scan's tuples.
+ *		(attribute numbers offset by FirstLowInvalidHeapAttributeNumber; a
+ *		whole-row reference means all).  Unwanted attributes stay NULL in
+ *		the scan's tuples.
  */
 CodingColumn *
 coding_make_columns(Relation rel, CodingResource res, Bitmapset *wanted,
@@ -199,8 +200,8 @@ coding_make_columns(Relation rel, CodingResource res, Bitmapset *wanted,
 	bool		whole_row;
 
 	known = coding_known_columns(res, &nknown);
-	whole_row = wanted == NULL ||
-		bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, wanted);
+	/* NULL is the empty set (count(*) needs no column), not "all" */
+	whole_row = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, wanted);
 
 	for (i = 0; i < tupdesc->natts; i++)
 	{

@@ -2,9 +2,9 @@
 """t_memory: a scan streams page by page, so a backend's peak memory does
 not grow with the table.
 
-Each scan runs in a fresh backend that converts every column of every row
-(raw included) and then reads its own peak resident size (VmHWM) from
-/proc/self/status.  A scan of 40,000 issues must peak within 16 MB of a
+Each scan runs in a fresh backend that converts every list column of every
+row (raw included) and then reads its own peak resident size (VmHWM) from
+/proc/self/status.  A scan of 100,000 issues must peak within 16 MB of a
 scan of 2,000; buffering the table would need well over 100 MB.  The
 figures themselves are benchmarked in bench/ (issue #4).
 """
@@ -15,7 +15,14 @@ LIMIT_KB = 16 * 1024
 
 
 def peak_after_scan(table):
-    out = psql("SELECT count(*), sum(length(t::text)) FROM %s t; "
+    # every list column, raw included (detail columns would add a
+    # DescribeIssue per row and measure the same page-bounded path)
+    out = psql("SELECT count(*), sum(length(t::text)) FROM (SELECT team, project, code, "
+               "type, parent_type, name, description, issue_status_id, issue_status_name, "
+               "issue_status_type, priority, assignee_id, assignees, creator_id, iteration_id, "
+               "iteration_code, start_date, due_date, created_at, updated_at, completed_at, "
+               "working_hours, story_point, issue_type_id, issue_type_detail, labels, "
+               "custom_fields, parent_code, raw FROM %s) t; "
                "SELECT substring(pg_read_file('/proc/self/status') from 'VmHWM:\\s+(\\d+)')"
                % table, db=DB)
     count, _, hwm = out.replace("|", "\n").split("\n")
@@ -24,7 +31,7 @@ def peak_after_scan(table):
 
 def main():
     res = Results()
-    with scenario(DB, "--team", "acme", "--project", "small:2000", "--project", "large:40000",
+    with scenario(DB, "--team", "acme", "--project", "small:2000", "--project", "large:100000",
                   "--token", "secret-token", "--seed", "5", "--prerender") as sim:
         setup_db(DB, sim, "small")
         psql("CREATE SCHEMA large; IMPORT FOREIGN SCHEMA large LIMIT TO (issues) "
@@ -33,11 +40,11 @@ def main():
         def bounded():
             n_small, hwm_small = peak_after_scan("coding.issues")
             n_large, hwm_large = peak_after_scan("large.issues")
-            assert (n_small, n_large) == (2000, 40000), (n_small, n_large)
-            print("     peak RSS: 2,000 issues %d kB, 40,000 issues %d kB (+%d kB)"
+            assert (n_small, n_large) == (2000, 100000), (n_small, n_large)
+            print("     peak RSS: 2,000 issues %d kB, 100,000 issues %d kB (+%d kB)"
                   % (hwm_small, hwm_large, hwm_large - hwm_small))
             assert hwm_large - hwm_small < LIMIT_KB, "memory grew with the table"
-        res.check("peak memory of a 40,000-issue scan stays within 16 MB of a 2,000-issue scan",
+        res.check("peak memory of a 100,000-issue scan stays within 16 MB of a 2,000-issue scan",
                   bounded)
     res.finish()
 
