@@ -22,6 +22,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/bitmapset.h"
 #include "nodes/pg_list.h"
+#include "nodes/primnodes.h"
 #include "utils/relcache.h"
 
 #include <cJSON.h>
@@ -176,6 +177,53 @@ extern void coding_row_to_values(CodingColumn *cols, int ncols,
 extern cJSON *coding_json_path(cJSON *item, List *path);
 extern char *coding_json_scalar_text(cJSON *value);
 extern bool coding_json_is_unset_object(cJSON *value);
+
+/* ---- pushdown.c ---- */
+
+/* Operators a pushed item can have. */
+enum
+{
+	CODING_OP_EQ,
+	CODING_OP_ANY,
+	CODING_OP_LT,
+	CODING_OP_LE,
+	CODING_OP_GT,
+	CODING_OP_GE,
+	CODING_OP_NULL,
+	CODING_OP_LIKE,
+	CODING_OP_ILIKE,
+	CODING_OP_CONTAINS
+};
+
+/* A WHERE clause that can narrow the Coding request. */
+typedef struct CodingPushedItem
+{
+	char	   *column;			/* known column name */
+	int			op;				/* CODING_OP_* */
+	Expr	   *value;			/* evaluated when the scan starts; NULL for IS NULL */
+} CodingPushedItem;
+
+/* The request a scan sends, built from the pushed items' values. */
+typedef struct CodingRequest
+{
+	const char *issue_type;		/* IssueType */
+	cJSON	   *conditions;		/* Conditions array (issues) */
+	cJSON	   *iteration_fields;	/* Status, Assignee, Keywords, dates */
+	bool		key_lookup;		/* DescribeIssue for "codes" instead */
+	List	   *codes;			/* int list */
+	bool		empty;			/* provably no row: no call at all */
+	StringInfoData description; /* for EXPLAIN */
+} CodingRequest;
+
+extern bool coding_enable_pushdown;
+extern CodingPushedItem *coding_classify_clause(Oid relid, Index scanrelid,
+												CodingResource res, Expr *clause);
+extern const char *coding_op_name(int op);
+extern const char *coding_sort_key(Oid relid, Index scanrelid,
+								   CodingResource res, Expr *expr);
+extern void coding_build_request(CodingRequest *req, CodingResource res,
+								 const char *table_issue_type, List *items,
+								 Datum *values, bool *isnull, Oid *types);
 
 /* ---- fdw.c ---- */
 extern void coding_import_columns_sql(StringInfo buf, CodingResource res);

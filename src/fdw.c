@@ -13,6 +13,8 @@
 
 #include <math.h>
 
+#include "access/stratnum.h"
+#include "access/sysattr.h"
 #include "access/table.h"
 #include "commands/defrem.h"
 #include "commands/explain.h"
@@ -21,12 +23,15 @@
 #include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "optimizer/clauses.h"
 #include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
+#include "optimizer/paths.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
 #include "parser/parsetree.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -34,19 +39,37 @@
 
 PG_FUNCTION_INFO_V1(coding_fdw_handler);
 
+/*
+ * One HTTP round trip to Coding (50-200 ms) in planner cost units, where a
+ * sequential page read (0.1 ms) costs 1: calls are what a plan pays for.
+ */
+#define CODING_CALL_COST	1000.0
+
+/* Rows assumed before a scan has told us how many there are. */
+#define DEFAULT_ISSUE_ROWS	1000.0
+#define DEFAULT_OTHER_ROWS	50.0
+
 /* Planner state kept in baserel->fdw_private. */
 typedef struct CodingPlanState
 {
 	CodingConnInfo *conn;
 	CodingTableInfo *tinfo;
 	Bitmapset  *attrs_used;		/* attributes the query needs */
+	bool		need_detail;	/* a detail-only column is referenced */
+	bool		key_allowed;	/* DescribeIssue alone gives every column used */
+	AttrNumber	code_attno;		/* the issue code column, if pushable */
+	double		remote_total;	/* rows Coding holds, learned or assumed */
 } CodingPlanState;
 
 /* Indexes into ForeignScan.fdw_private. */
 enum CodingPrivateIndex
 {
 	PRIV_ATTRS_USED,			/* integer list of attnums (offset) */
-	PRIV_NEED_DETAIL			/* Integer: 1 if DescribeIssue per row */
+	PRIV_NEED_DETAIL,			/* Integer: 1 if DescribeIssue per row */
+	PRIV_ITEMS,					/* pushed items: (column, op, has value) */
+	PRIV_NVALUES,				/* Integer: value expressions in fdw_exprs */
+	PRIV_SORT_KEY,				/* String: Coding SortKey */
+	PRIV_SORT_DESC				/* Integer: 1 for SortValue DESC */
 };
 
 /* Executor state of one foreign scan. */
@@ -60,8 +83,19 @@ typedef struct CodingScanState
 	ExprState  *list_qual;		/* quals on list columns, checked before
 								 * DescribeIssue is called for a row */
 
+	List	   *items;			/* CodingPushedItem, as planned */
+	List	   *value_states;	/* ExprState per item with a value */
+	bool		values_need_outer;	/* a value comes from a nested loop */
+	const char *sort_key;
+	bool		sort_desc;
+
+	MemoryContext request_cxt;	/* the request; rebuilt on rescan */
 	MemoryContext page_cxt;		/* the current page; reset per page */
 	MemoryContext row_cxt;		/* one row's values; reset per row */
+
+	bool		request_ready;
+	CodingRequest request;
+	ListCell   *next_code;		/* key lookup: next code to describe */
 
 	int			page_number;	/* next page to fetch, 1-based */
 	bool		last_page;		/* no page after the current one */
@@ -78,6 +112,61 @@ static const char *const list_actions[] = {
 };
 
 /*
+ * Rows per (server, project, resource, issue type) as the last unfiltered
+ * listing reported them (TotalCount).  Learning the size from scans that
+ * happen anyway costs no call; planning never calls Coding.
+ */
+typedef struct KnownTotal
+{
+	struct KnownTotal *next;
+	Oid			serverid;
+	CodingResource res;
+	char	   *project;
+	char	   *issue_type;
+	double		total;
+} KnownTotal;
+
+static KnownTotal *known_totals = NULL;
+
+/* known_total: the remembered size, or -1. */
+static double
+known_total(CodingConnInfo *conn, CodingTableInfo *tinfo)
+{
+	KnownTotal *k;
+
+	for (k = known_totals; k; k = k->next)
+		if (k->serverid == conn->serverid && k->res == tinfo->resource &&
+			strcmp(k->project, conn->project) == 0 &&
+			strcmp(k->issue_type, tinfo->issue_type) == 0)
+			return k->total;
+	return -1;
+}
+
+/* remember_total: keep what an unfiltered listing said it holds. */
+static void
+remember_total(CodingConnInfo *conn, CodingTableInfo *tinfo, double total)
+{
+	KnownTotal *k;
+
+	for (k = known_totals; k; k = k->next)
+		if (k->serverid == conn->serverid && k->res == tinfo->resource &&
+			strcmp(k->project, conn->project) == 0 &&
+			strcmp(k->issue_type, tinfo->issue_type) == 0)
+			break;
+	if (k == NULL)
+	{
+		k = MemoryContextAllocZero(TopMemoryContext, sizeof(KnownTotal));
+		k->serverid = conn->serverid;
+		k->res = tinfo->resource;
+		k->project = MemoryContextStrdup(TopMemoryContext, conn->project);
+		k->issue_type = MemoryContextStrdup(TopMemoryContext, tinfo->issue_type);
+		k->next = known_totals;
+		known_totals = k;
+	}
+	k->total = total;
+}
+
+/*
  * require_project
  *		A scan needs a project: from the table or the server.
  */
@@ -91,74 +180,6 @@ require_project(CodingConnInfo *conn, Oid foreigntableid)
 						get_rel_name(foreigntableid)),
 				 errhint("Set the \"project\" option on the foreign table or on server \"%s\".",
 						 conn->servername)));
-}
-
-/*
- * codingGetForeignRelSize
- *		Read the options and guess the row count.
- *
- * Without pushdown every scan reads the whole resource, so the estimate is
- * a constant per resource; it only has to rank plans sensibly.
- */
-static void
-codingGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
-						Oid foreigntableid)
-{
-	CodingPlanState *ps = palloc0(sizeof(CodingPlanState));
-	Oid			userid = OidIsValid(baserel->userid) ? baserel->userid : GetUserId();
-	ListCell   *lc;
-
-	ps->tinfo = coding_get_table_info(foreigntableid);
-	ps->conn = coding_get_conn_info(baserel->serverid, userid, foreigntableid);
-	require_project(ps->conn, foreigntableid);
-
-	/* columns needed: the target list and every qual (checked locally) */
-	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid,
-				   &ps->attrs_used);
-	foreach(lc, baserel->baserestrictinfo)
-	{
-		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
-
-		pull_varattnos((Node *) rinfo->clause, baserel->relid, &ps->attrs_used);
-	}
-
-	switch (ps->tinfo->resource)
-	{
-		case CODING_RES_ISSUES:
-			baserel->rows = 1000;
-			break;
-		case CODING_RES_ITERATIONS:
-		case CODING_RES_MEMBERS:
-			baserel->rows = 50;
-			break;
-	}
-	baserel->rows = clamp_row_est(baserel->rows *
-								  clauselist_selectivity(root,
-														 baserel->baserestrictinfo,
-														 0, JOIN_INNER, NULL));
-	baserel->fdw_private = ps;
-}
-
-/*
- * codingGetForeignPaths
- *		One path: a paged scan.  Each page is an HTTP round trip, which is
- *		what the cost counts.
- */
-static void
-codingGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel,
-					  Oid foreigntableid)
-{
-	CodingPlanState *ps = (CodingPlanState *) baserel->fdw_private;
-	double		remote_rows = ps->tinfo->resource == CODING_RES_ISSUES ? 1000 : 50;
-	double		pages = ceil(remote_rows / ps->conn->page_size);
-	Cost		startup_cost = 100.0;
-	Cost		total_cost = startup_cost + pages * 1000.0 +
-		remote_rows * (cpu_tuple_cost * 10);
-
-	add_path(baserel, (Path *)
-			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
-									 startup_cost, total_cost,
-									 NIL, NULL, NULL, NIL));
 }
 
 /*
@@ -185,11 +206,296 @@ detail_attrs(Relation rel, CodingTableInfo *tinfo, Bitmapset *attrs_used)
 }
 
 /*
+ * key_lookup_allowed
+ *		A lookup by code uses DescribeIssue alone, whose object lacks the
+ *		list's Assignees and differs as a whole (raw): allowed only when the
+ *		query reads neither, so every plan gives the same rows.
+ */
+static bool
+key_lookup_allowed(Oid relid, Bitmapset *attrs_used)
+{
+	static const char *const list_only[] = {"assignees", "raw"};
+	int			i;
+
+	if (bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs_used))
+		return false;
+	for (i = 0; i < (int) lengthof(list_only); i++)
+	{
+		AttrNumber	attno = get_attnum(relid, list_only[i]);
+
+		if (attno != InvalidAttrNumber &&
+			bms_is_member(attno - FirstLowInvalidHeapAttributeNumber, attrs_used))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * codingGetForeignRelSize
+ *		Read the options, find the columns used and estimate the rows: the
+ *		resource's size (known from an earlier scan, else assumed) times
+ *		the selectivity of all quals.
+ */
+static void
+codingGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
+						Oid foreigntableid)
+{
+	CodingPlanState *ps = palloc0(sizeof(CodingPlanState));
+	Oid			userid = OidIsValid(baserel->userid) ? baserel->userid : GetUserId();
+	Relation	rel;
+	ListCell   *lc;
+
+	ps->tinfo = coding_get_table_info(foreigntableid);
+	ps->conn = coding_get_conn_info(baserel->serverid, userid, foreigntableid);
+	require_project(ps->conn, foreigntableid);
+
+	/* columns needed: the target list and every qual (checked locally) */
+	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid,
+				   &ps->attrs_used);
+	foreach(lc, baserel->baserestrictinfo)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+
+		pull_varattnos((Node *) rinfo->clause, baserel->relid, &ps->attrs_used);
+	}
+
+	rel = table_open(foreigntableid, NoLock);
+	ps->need_detail = detail_attrs(rel, ps->tinfo, ps->attrs_used) != NULL;
+	table_close(rel, NoLock);
+
+	if (ps->tinfo->resource == CODING_RES_ISSUES &&
+		key_lookup_allowed(foreigntableid, ps->attrs_used))
+	{
+		AttrNumber	attno = get_attnum(foreigntableid, "code");
+		Var		   *var;
+
+		if (attno != InvalidAttrNumber)
+		{
+			var = makeVar(baserel->relid, attno, INT4OID, -1, InvalidOid, 0);
+			if (coding_sort_key(foreigntableid, baserel->relid, CODING_RES_ISSUES,
+								(Expr *) var) != NULL)
+			{
+				ps->key_allowed = true;
+				ps->code_attno = attno;
+			}
+		}
+	}
+
+	ps->remote_total = known_total(ps->conn, ps->tinfo);
+	if (ps->remote_total < 0)
+		ps->remote_total = ps->tinfo->resource == CODING_RES_ISSUES ?
+			DEFAULT_ISSUE_ROWS : DEFAULT_OTHER_ROWS;
+	baserel->rows = clamp_row_est(ps->remote_total *
+								  clauselist_selectivity(root,
+														 baserel->baserestrictinfo,
+														 0, JOIN_INNER, NULL));
+	baserel->fdw_private = ps;
+}
+
+/*
+ * const_code_count
+ *		How many codes a constant key lookup among the quals names (-1 if
+ *		there is none): code = 5 is one call, code = ANY('{1,2,3}') three.
+ */
+static int
+const_code_count(CodingPlanState *ps, RelOptInfo *baserel, Oid relid)
+{
+	ListCell   *lc;
+
+	if (!ps->key_allowed)
+		return -1;
+	foreach(lc, baserel->baserestrictinfo)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		CodingPushedItem *item = coding_classify_clause(relid, baserel->relid,
+														CODING_RES_ISSUES,
+														rinfo->clause);
+
+		if (item == NULL || strcmp(item->column, "code") != 0)
+			continue;
+		if (item->op == CODING_OP_EQ)
+			return 1;
+		if (IsA(item->value, Const) && !((Const *) item->value)->constisnull)
+			return ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(((Const *) item->value)->constvalue)),
+								  ARR_DIMS(DatumGetArrayTypeP(((Const *) item->value)->constvalue)));
+		return 10;				/* a parameter: a guess */
+	}
+	return -1;
+}
+
+/*
+ * pushed_selectivity
+ *		Selectivity of the quals Coding applies itself (other than code),
+ *		which decides how many pages a scan reads.
+ */
+static Selectivity
+pushed_selectivity(PlannerInfo *root, RelOptInfo *baserel, Oid relid,
+				   CodingResource res)
+{
+	List	   *pushed = NIL;
+	ListCell   *lc;
+
+	foreach(lc, baserel->baserestrictinfo)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		CodingPushedItem *item = coding_classify_clause(relid, baserel->relid, res,
+														rinfo->clause);
+
+		if (item && strcmp(item->column, "code") != 0)
+			pushed = lappend(pushed, rinfo);
+	}
+	return clauselist_selectivity(root, pushed, 0, JOIN_INNER, NULL);
+}
+
+/* ec_member_is_code: callback finding the issue code column in an EC. */
+static bool
+ec_member_is_code(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
+				  EquivalenceMember *em, void *arg)
+{
+	Expr	   *expr = em->em_expr;
+
+	if (expr && IsA(expr, RelabelType))
+		expr = ((RelabelType *) expr)->arg;
+	return expr && IsA(expr, Var) &&
+		((Var *) expr)->varno == (int) rel->relid &&
+		((Var *) expr)->varattno == *(AttrNumber *) arg &&
+		((Var *) expr)->varlevelsup == 0;
+}
+
+/*
+ * add_code_param_paths
+ *		For joins on issues.code, a parameterized path that calls
+ *		DescribeIssue once per outer row, costed as one call per loop: the
+ *		planner picks it over a full listing when the outer side is small.
+ */
+static void
+add_code_param_paths(PlannerInfo *root, RelOptInfo *baserel, Oid relid,
+					 CodingPlanState *ps)
+{
+	List	   *clauses;
+	ListCell   *lc;
+
+	clauses = generate_implied_equalities_for_column(root, baserel, ec_member_is_code,
+													 &ps->code_attno,
+													 baserel->lateral_referencers);
+	foreach(lc, baserel->joininfo)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+
+		if (join_clause_is_movable_to(rinfo, baserel))
+			clauses = lappend(clauses, rinfo);
+	}
+
+	foreach(lc, clauses)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		CodingPushedItem *item;
+		Relids		required_outer;
+		ParamPathInfo *ppi;
+
+		item = coding_classify_clause(relid, baserel->relid, CODING_RES_ISSUES,
+									  rinfo->clause);
+		if (item == NULL || strcmp(item->column, "code") != 0 ||
+			item->op != CODING_OP_EQ)
+			continue;
+		required_outer = bms_union(rinfo->clause_relids, baserel->lateral_relids);
+		required_outer = bms_del_member(required_outer, baserel->relid);
+		if (bms_is_empty(required_outer))
+			continue;
+		ppi = get_baserel_parampathinfo(root, baserel, required_outer);
+		/* one DescribeIssue per loop; it carries the detail columns too */
+		add_path(baserel, (Path *)
+				 create_foreignscan_path(root, baserel, NULL, ppi->ppi_rows,
+										 CODING_CALL_COST,
+										 CODING_CALL_COST + ppi->ppi_rows * cpu_tuple_cost,
+										 NIL, required_outer, NULL,
+										 list_make2(makeString(pstrdup("CODE")),
+													makeInteger(0))));
+	}
+}
+
+/*
+ * codingGetForeignPaths
+ *		The scan, costed in API calls: pages of the (narrowed) listing plus a
+ *		DescribeIssue per row with detail columns, or one call per code for
+ *		a key lookup.  Also sorted paths when Coding can sort for ORDER BY,
+ *		and parameterized paths for joins on issues.code.
+ */
+static void
+codingGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel,
+					  Oid foreigntableid)
+{
+	CodingPlanState *ps = (CodingPlanState *) baserel->fdw_private;
+	CodingResource res = ps->tinfo->resource;
+	int			ncodes = const_code_count(ps, baserel, foreigntableid);
+	double		calls;
+	double		remote_rows;
+	Cost		total_cost;
+	const char *sort_key = NULL;
+	bool		sort_desc = false;
+
+	if (ncodes >= 0)
+	{
+		calls = ncodes;
+		remote_rows = ncodes;
+	}
+	else
+	{
+		remote_rows = clamp_row_est(ps->remote_total *
+									pushed_selectivity(root, baserel, foreigntableid, res));
+		calls = Max(1, ceil(remote_rows / ps->conn->page_size)) +
+			(res == CODING_RES_MEMBERS ? 1 : 0) +
+			(ps->need_detail ? baserel->rows : 0);
+	}
+	total_cost = calls * CODING_CALL_COST + remote_rows * cpu_tuple_cost;
+
+	/* unordered: Coding's default order by code */
+	add_path(baserel, (Path *)
+			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
+									 CODING_CALL_COST, total_cost,
+									 NIL, NULL, NULL,
+									 list_make2(makeString(pstrdup("CODE")),
+												makeInteger(0))));
+
+	/* ORDER BY one sortable column: let Coding sort */
+	if (list_length(root->query_pathkeys) == 1)
+	{
+		PathKey    *pk = linitial(root->query_pathkeys);
+		ListCell   *lc;
+
+		foreach(lc, pk->pk_eclass->ec_members)
+		{
+			EquivalenceMember *em = lfirst(lc);
+
+			if (em->em_is_const || !bms_equal(em->em_relids, baserel->relids))
+				continue;
+			sort_key = coding_sort_key(foreigntableid, baserel->relid, res, em->em_expr);
+			if (sort_key)
+				break;
+		}
+		sort_desc = pk->pk_strategy == BTGreaterStrategyNumber;
+		/* a key lookup returns its codes in order, nothing else */
+		if (sort_key && (ncodes < 0 || strcmp(sort_key, "CODE") == 0))
+			add_path(baserel, (Path *)
+					 create_foreignscan_path(root, baserel, NULL, baserel->rows,
+											 CODING_CALL_COST, total_cost + 1.0,
+											 root->query_pathkeys, NULL, NULL,
+											 list_make2(makeString(pstrdup(sort_key)),
+														makeInteger(sort_desc ? 1 : 0))));
+	}
+
+	if (ps->key_allowed && ncodes < 0)
+		add_code_param_paths(root, baserel, foreigntableid, ps);
+}
+
+/*
  * codingGetForeignPlan
- *		Build the ForeignScan.  Every qual stays a local qual; when details
- *		are fetched, the quals that read list columns only are also kept in
- *		fdw_exprs, so the scan can drop a row before paying a DescribeIssue
- *		call for it.
+ *		Build the ForeignScan.  Every qual stays a local qual.  The clauses
+ *		that narrow the request become pushed items whose values go to
+ *		fdw_exprs (so nested-loop parameters and stable expressions are
+ *		evaluated at run time); when details are fetched, the quals that read
+ *		list columns only follow them in fdw_exprs, so the scan can drop a
+ *		row before paying a DescribeIssue call for it.
  */
 static ForeignScan *
 codingGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
@@ -197,7 +503,10 @@ codingGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 					 List *tlist, List *scan_clauses, Plan *outer_plan)
 {
 	CodingPlanState *ps = (CodingPlanState *) baserel->fdw_private;
+	CodingResource res = ps->tinfo->resource;
 	List	   *attrs = NIL;
+	List	   *items = NIL;
+	List	   *values = NIL;
 	List	   *list_quals = NIL;
 	Bitmapset  *detail;
 	Relation	rel;
@@ -212,6 +521,23 @@ codingGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 	table_close(rel, NoLock);
 
 	scan_clauses = extract_actual_clauses(scan_clauses, false);
+	foreach(lc, scan_clauses)
+	{
+		Expr	   *clause = (Expr *) lfirst(lc);
+		CodingPushedItem *item = coding_classify_clause(foreigntableid, baserel->relid,
+														res, clause);
+
+		if (item == NULL)
+			continue;
+		if (strcmp(item->column, "code") == 0 && !ps->key_allowed)
+			continue;
+		items = lappend(items, list_make3(makeString(item->column),
+										  makeInteger(item->op),
+										  makeInteger(item->value != NULL)));
+		if (item->value)
+			values = lappend(values, item->value);
+	}
+
 	if (detail != NULL)
 	{
 		foreach(lc, scan_clauses)
@@ -228,9 +554,27 @@ codingGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 				list_quals = lappend(list_quals, clause);
 		}
 	}
-	return make_foreignscan(tlist, scan_clauses, baserel->relid, list_quals,
-							list_make2(attrs, makeInteger(detail != NULL ? 1 : 0)),
+
+	return make_foreignscan(tlist, scan_clauses, baserel->relid,
+							list_concat(values, list_quals),
+							lappend(list_make5(attrs,
+											   makeInteger(detail != NULL ? 1 : 0),
+											   items,
+											   makeInteger(list_length(values)),
+											   linitial(best_path->fdw_private)),
+									lsecond(best_path->fdw_private)),
 							NIL, NIL, outer_plan);
+}
+
+/* contains_exec_param: a PARAM_EXEC (the outer row of a nested loop). */
+static bool
+contains_exec_param(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXEC)
+		return true;
+	return expression_tree_walker(node, contains_exec_param, context);
 }
 
 /*
@@ -247,20 +591,49 @@ codingBeginForeignScan(ForeignScanState *node, int eflags)
 	RangeTblEntry *rte = exec_rt_fetch(plan->scan.scanrelid, estate);
 	Oid			userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
 	List	   *attrs = (List *) list_nth(plan->fdw_private, PRIV_ATTRS_USED);
+	List	   *items = (List *) list_nth(plan->fdw_private, PRIV_ITEMS);
+	int			nvalues = intVal(list_nth(plan->fdw_private, PRIV_NVALUES));
 	Bitmapset  *wanted = NULL;
 	ListCell   *lc;
+	ListCell   *value_cell;
 
 	node->fdw_state = ss;
 	ss->tinfo = coding_get_table_info(RelationGetRelid(rel));
 	ss->conn = coding_get_conn_info(GetForeignServerIdByRelId(RelationGetRelid(rel)),
 									userid, RelationGetRelid(rel));
 	ss->need_detail = intVal(list_nth(plan->fdw_private, PRIV_NEED_DETAIL)) != 0;
-	ss->list_qual = ExecInitQual(plan->fdw_exprs, (PlanState *) node);
+	ss->sort_key = strVal(list_nth(plan->fdw_private, PRIV_SORT_KEY));
+	ss->sort_desc = intVal(list_nth(plan->fdw_private, PRIV_SORT_DESC)) != 0;
+
+	/* pushed items and their value expressions (first in fdw_exprs) */
+	value_cell = list_head(plan->fdw_exprs);
+	foreach(lc, items)
+	{
+		List	   *it = (List *) lfirst(lc);
+		CodingPushedItem *item = palloc0(sizeof(CodingPushedItem));
+
+		item->column = strVal(linitial(it));
+		item->op = intVal(lsecond(it));
+		if (intVal(lthird(it)))
+		{
+			item->value = (Expr *) lfirst(value_cell);
+			value_cell = lnext(plan->fdw_exprs, value_cell);
+			ss->value_states = lappend(ss->value_states,
+									   ExecInitExpr(item->value, (PlanState *) node));
+			if (contains_exec_param((Node *) item->value, NULL))
+				ss->values_need_outer = true;
+		}
+		ss->items = lappend(ss->items, item);
+	}
+	ss->list_qual = ExecInitQual(list_copy_tail(plan->fdw_exprs, nvalues),
+								 (PlanState *) node);
 
 	foreach(lc, attrs)
 		wanted = bms_add_member(wanted, lfirst_int(lc));
 	ss->cols = coding_make_columns(rel, ss->tinfo->resource, wanted, &ss->ncols);
 
+	ss->request_cxt = AllocSetContextCreate(estate->es_query_cxt,
+											"coding_fdw request", ALLOCSET_SMALL_SIZES);
 	ss->page_cxt = AllocSetContextCreate(estate->es_query_cxt,
 										 "coding_fdw page", ALLOCSET_DEFAULT_SIZES);
 	ss->row_cxt = AllocSetContextCreate(estate->es_query_cxt,
@@ -279,10 +652,60 @@ codingBeginForeignScan(ForeignScanState *node, int eflags)
 						 quote_identifier(ss->conn->servername))));
 }
 
+/* code_cmp_desc: list_sort comparator, descending ints. */
+static int
+code_cmp_desc(const ListCell *a, const ListCell *b)
+{
+	return -list_int_cmp(a, b);
+}
+
+/*
+ * prepare_request
+ *		Evaluate the pushed values (again after a rescan: a nested loop's
+ *		outer row may have changed them) and build the request.
+ */
+static void
+prepare_request(ForeignScanState *node, CodingScanState *ss)
+{
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	int			n = list_length(ss->items);
+	Datum	   *values = palloc0(sizeof(Datum) * Max(n, 1));
+	bool	   *isnull = palloc0(sizeof(bool) * Max(n, 1));
+	Oid		   *types = palloc0(sizeof(Oid) * Max(n, 1));
+	MemoryContext old;
+	ListCell   *lc;
+	ListCell   *state_cell = list_head(ss->value_states);
+	int			i = 0;
+
+	MemoryContextReset(ss->request_cxt);
+	old = MemoryContextSwitchTo(ss->request_cxt);
+	foreach(lc, ss->items)
+	{
+		CodingPushedItem *item = lfirst(lc);
+
+		if (item->value)
+		{
+			values[i] = ExecEvalExpr((ExprState *) lfirst(state_cell), econtext, &isnull[i]);
+			types[i] = exprType((Node *) item->value);
+			state_cell = lnext(ss->value_states, state_cell);
+		}
+		i++;
+	}
+	coding_build_request(&ss->request, ss->tinfo->resource, ss->tinfo->issue_type,
+						 ss->items, values, isnull, types);
+	if (ss->request.key_lookup)
+	{
+		list_sort(ss->request.codes, ss->sort_desc ? code_cmp_desc : list_int_cmp);
+		ss->next_code = list_head(ss->request.codes);
+	}
+	MemoryContextSwitchTo(old);
+	ss->request_ready = true;
+}
+
 /*
  * malformed
- *		Raise the "malformed response" error for a page that does not have
- *		the documented shape.
+ *		Raise the "malformed response" error for an answer that does not
+ *		have the documented shape.
  */
 static void
 malformed(CodingScanState *ss, const char *action, const char *what)
@@ -331,6 +754,47 @@ fetch_project_id(CodingScanState *ss)
 }
 
 /*
+ * list_body
+ *		The body of the next page's list request: the table's resource, the
+ *		pushed conditions and the sort.
+ */
+static cJSON *
+list_body(CodingScanState *ss)
+{
+	cJSON	   *body = cJSON_CreateObject();
+	cJSON	   *field;
+
+	switch (ss->tinfo->resource)
+	{
+		case CODING_RES_ISSUES:
+			cJSON_AddStringToObject(body, "ProjectName", ss->conn->project);
+			cJSON_AddStringToObject(body, "IssueType", ss->request.issue_type);
+			cJSON_AddNumberToObject(body, "PageNumber", ss->page_number);
+			cJSON_AddNumberToObject(body, "PageSize", ss->conn->page_size);
+			cJSON_AddStringToObject(body, "SortKey", ss->sort_key);
+			cJSON_AddStringToObject(body, "SortValue", ss->sort_desc ? "DESC" : "ASC");
+			cJSON_AddTrueToObject(body, "ShowSubIssues");
+			if (cJSON_GetArraySize(ss->request.conditions) > 0)
+				cJSON_AddItemReferenceToObject(body, "Conditions", ss->request.conditions);
+			break;
+		case CODING_RES_ITERATIONS:
+			cJSON_AddStringToObject(body, "ProjectName", ss->conn->project);
+			/* Offset is a 0-based page index (coding-api.md §2.3) */
+			cJSON_AddNumberToObject(body, "Offset", ss->page_number - 1);
+			cJSON_AddNumberToObject(body, "Limit", ss->conn->page_size);
+			cJSON_ArrayForEach(field, ss->request.iteration_fields)
+				cJSON_AddItemReferenceToObject(body, field->string, field);
+			break;
+		case CODING_RES_MEMBERS:
+			cJSON_AddNumberToObject(body, "ProjectId", (double) ss->project_id);
+			cJSON_AddNumberToObject(body, "PageNumber", ss->page_number);
+			cJSON_AddNumberToObject(body, "PageSize", ss->conn->page_size);
+			break;
+	}
+	return body;
+}
+
+/*
  * fetch_page
  *		Fetch the next page into a freshly reset page_cxt and decide whether
  *		it is the last one.
@@ -342,7 +806,6 @@ fetch_page(CodingScanState *ss)
 	const char *action = list_actions[res];
 	int			page_size = ss->conn->page_size;
 	MemoryContext old;
-	cJSON	   *body;
 	cJSON	   *resp;
 	cJSON	   *data;
 	cJSON	   *list;
@@ -351,43 +814,12 @@ fetch_page(CodingScanState *ss)
 
 	MemoryContextReset(ss->page_cxt);
 	ss->next_item = NULL;
-	old = MemoryContextSwitchTo(ss->page_cxt);
 
 	if (res == CODING_RES_MEMBERS && ss->project_id < 0)
-	{
-		/* keep the Id across pages and rescans: it outlives page_cxt */
-		MemoryContextSwitchTo(old);
-		fetch_project_id(ss);
-		MemoryContextSwitchTo(ss->page_cxt);
-	}
+		fetch_project_id(ss);	/* kept across pages and rescans */
 
-	body = cJSON_CreateObject();
-	switch (res)
-	{
-		case CODING_RES_ISSUES:
-			cJSON_AddStringToObject(body, "ProjectName", ss->conn->project);
-			cJSON_AddStringToObject(body, "IssueType", ss->tinfo->issue_type);
-			cJSON_AddNumberToObject(body, "PageNumber", ss->page_number);
-			cJSON_AddNumberToObject(body, "PageSize", page_size);
-			/* codes never change, so paging by code is stable */
-			cJSON_AddStringToObject(body, "SortKey", "CODE");
-			cJSON_AddStringToObject(body, "SortValue", "ASC");
-			cJSON_AddTrueToObject(body, "ShowSubIssues");
-			break;
-		case CODING_RES_ITERATIONS:
-			cJSON_AddStringToObject(body, "ProjectName", ss->conn->project);
-			/* Offset is a 0-based page index (coding-api.md §2.3) */
-			cJSON_AddNumberToObject(body, "Offset", ss->page_number - 1);
-			cJSON_AddNumberToObject(body, "Limit", page_size);
-			break;
-		case CODING_RES_MEMBERS:
-			cJSON_AddNumberToObject(body, "ProjectId", (double) ss->project_id);
-			cJSON_AddNumberToObject(body, "PageNumber", ss->page_number);
-			cJSON_AddNumberToObject(body, "PageSize", page_size);
-			break;
-	}
-
-	resp = coding_call(ss->conn, action, body, &ss->stats);
+	old = MemoryContextSwitchTo(ss->page_cxt);
+	resp = coding_call(ss->conn, action, list_body(ss), &ss->stats);
 	ss->pages++;
 
 	data = cJSON_GetObjectItemCaseSensitive(resp, "Data");
@@ -409,14 +841,24 @@ fetch_page(CodingScanState *ss)
 		count++;
 	}
 
+	/* an unfiltered first page tells the planner how big the table is */
+	if (ss->page_number == 1 &&
+		cJSON_GetArraySize(ss->request.conditions) == 0 &&
+		cJSON_GetArraySize(ss->request.iteration_fields) == 0 &&
+		strcmp(ss->request.issue_type, ss->tinfo->issue_type) == 0)
+	{
+		double		total = json_number(data, res == CODING_RES_ITERATIONS ?
+										"TotalRow" : "TotalCount", -1);
+
+		if (total >= 0)
+			remember_total(ss->conn, ss->tinfo, total);
+	}
+
 	/* a short page is the last; so is the page the server says is last */
 	ss->last_page = count < page_size;
 	switch (res)
 	{
 		case CODING_RES_ISSUES:
-			if (ss->page_number >= json_number(data, "TotalPage", INFINITY))
-				ss->last_page = true;
-			break;
 		case CODING_RES_ITERATIONS:
 			if (ss->page_number >= json_number(data, "TotalPage", INFINITY))
 				ss->last_page = true;
@@ -433,29 +875,51 @@ fetch_page(CodingScanState *ss)
 }
 
 /*
+ * describe_issue
+ *		DescribeIssue for one code; NULL if Coding has no such issue.
+ *		Allocates in the current memory context.
+ */
+static cJSON *
+describe_issue(CodingScanState *ss, double code)
+{
+	cJSON	   *body = cJSON_CreateObject();
+	CodingResult r;
+	cJSON	   *issue;
+
+	cJSON_AddStringToObject(body, "ProjectName", ss->conn->project);
+	cJSON_AddNumberToObject(body, "IssueCode", code);
+	coding_call_noerror(ss->conn, "DescribeIssue", body, &ss->stats, &r);
+	/* a missing issue is no row; a missing project is still an error */
+	if (r.errclass == CODING_ERR_NOT_FOUND &&
+		!(r.message && strstr(r.message, "project")))
+		return NULL;
+	if (r.errclass != CODING_OK)
+		coding_report_error(ss->conn, "DescribeIssue", &r, ERROR);
+	issue = cJSON_GetObjectItemCaseSensitive(r.response, "Issue");
+	if (!cJSON_IsObject(issue))
+		malformed(ss, "DescribeIssue", "the answer has no \"Issue\" object");
+	return issue;
+}
+
+/*
  * fetch_detail
- *		DescribeIssue for one issue, for the detail-only columns.  Returns
- *		the list object with the detail's members added, in row_cxt.
+ *		DescribeIssue for one listed issue, for the detail-only columns.
+ *		Returns the list object with the detail's members added, in the
+ *		current (row) context.
  */
 static cJSON *
 fetch_detail(CodingScanState *ss, cJSON *item)
 {
 	cJSON	   *code = cJSON_GetObjectItemCaseSensitive(item, "Code");
-	cJSON	   *body;
-	cJSON	   *resp;
 	cJSON	   *issue;
 	cJSON	   *merged;
 	cJSON	   *field;
 
 	if (!cJSON_IsNumber(code))
 		malformed(ss, "DescribeIssueListWithPage", "an issue has no numeric \"Code\"");
-	body = cJSON_CreateObject();
-	cJSON_AddStringToObject(body, "ProjectName", ss->conn->project);
-	cJSON_AddNumberToObject(body, "IssueCode", code->valuedouble);
-	resp = coding_call(ss->conn, "DescribeIssue", body, &ss->stats);
-	issue = cJSON_GetObjectItemCaseSensitive(resp, "Issue");
-	if (!cJSON_IsObject(issue))
-		malformed(ss, "DescribeIssue", "the answer has no \"Issue\" object");
+	issue = describe_issue(ss, code->valuedouble);
+	if (issue == NULL)
+		return item;			/* deleted since it was listed */
 
 	/* the list's fields win; DescribeIssue adds the ones it lacks */
 	merged = cJSON_Duplicate(item, true);
@@ -467,6 +931,33 @@ fetch_detail(CodingScanState *ss, cJSON *item)
 			cJSON_AddItemReferenceToObject(merged, field->string, field);
 	}
 	return merged;
+}
+
+/*
+ * next_looked_up
+ *		Key lookup: the next requested issue that exists and belongs to the
+ *		table's issue type, described in the current (row) context.
+ */
+static cJSON *
+next_looked_up(CodingScanState *ss)
+{
+	while (ss->next_code != NULL)
+	{
+		int			code = lfirst_int(ss->next_code);
+		cJSON	   *issue;
+		cJSON	   *type;
+
+		ss->next_code = lnext(ss->request.codes, ss->next_code);
+		issue = describe_issue(ss, code);
+		if (issue == NULL)
+			continue;
+		type = cJSON_GetObjectItemCaseSensitive(issue, "Type");
+		if (strcmp(ss->tinfo->issue_type, "ALL") != 0 &&
+			!(cJSON_IsString(type) && strcmp(type->valuestring, ss->tinfo->issue_type) == 0))
+			continue;			/* the table lists one type only */
+		return issue;
+	}
+	return NULL;
 }
 
 /*
@@ -518,8 +1009,9 @@ list_qual_passes(ForeignScanState *node, CodingScanState *ss, cJSON *item)
 
 /*
  * codingIterateForeignScan
- *		Return the next row.  With detail columns, rows that fail the quals
- *		on list columns are skipped before their DescribeIssue call.
+ *		Return the next row: from a key lookup, or from the listing, where
+ *		rows that fail the quals on list columns are skipped before their
+ *		DescribeIssue call when detail columns are needed.
  */
 static TupleTableSlot *
 codingIterateForeignScan(ForeignScanState *node)
@@ -528,36 +1020,51 @@ codingIterateForeignScan(ForeignScanState *node)
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
 	MemoryContext old;
 	cJSON	   *item;
+	cJSON	   *full;
+
+	if (!ss->request_ready)
+		prepare_request(node, ss);
+	if (ss->request.empty)
+		return ExecClearTuple(slot);
 
 	old = MemoryContextSwitchTo(ss->row_cxt);
 	for (;;)
 	{
 		MemoryContextReset(ss->row_cxt);
 		CHECK_FOR_INTERRUPTS();
-		item = next_item(ss);
-		if (item == NULL)
+		if (ss->request.key_lookup)
 		{
-			MemoryContextSwitchTo(old);
-			return ExecClearTuple(slot);
-		}
-		if (!ss->need_detail || list_qual_passes(node, ss, item))
+			item = full = next_looked_up(ss);
 			break;
+		}
+		item = full = next_item(ss);
+		if (item == NULL || !ss->need_detail)
+			break;
+		if (list_qual_passes(node, ss, item))
+		{
+			full = fetch_detail(ss, item);
+			break;
+		}
 		ss->skipped_details++;
+	}
+	if (item == NULL)
+	{
+		MemoryContextSwitchTo(old);
+		return ExecClearTuple(slot);
 	}
 
 	ExecClearTuple(slot);
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	coding_row_to_values(ss->cols, ss->ncols,
-						 ss->need_detail ? fetch_detail(ss, item) : item, item,
-						 ss->conn, ss->tinfo->resource,
-						 slot->tts_values, slot->tts_isnull);
+	coding_row_to_values(ss->cols, ss->ncols, full, item, ss->conn,
+						 ss->tinfo->resource, slot->tts_values, slot->tts_isnull);
 	MemoryContextSwitchTo(old);
 	return ExecStoreVirtualTuple(slot);
 }
 
 /*
  * codingReScanForeignScan
- *		Start again from the first page (the inner side of a nested loop).
+ *		Start again: the inner side of a nested loop, whose pushed values may
+ *		come from the outer row, so the request is rebuilt.
  */
 static void
 codingReScanForeignScan(ForeignScanState *node)
@@ -569,9 +1076,10 @@ codingReScanForeignScan(ForeignScanState *node)
 	ss->next_item = NULL;
 	ss->page_number = 1;
 	ss->last_page = false;
+	ss->request_ready = false;
 }
 
-/* codingEndForeignScan: free the page and row memory. */
+/* codingEndForeignScan: free the request, page and row memory. */
 static void
 codingEndForeignScan(ForeignScanState *node)
 {
@@ -579,13 +1087,27 @@ codingEndForeignScan(ForeignScanState *node)
 
 	if (ss == NULL)
 		return;
+	MemoryContextDelete(ss->request_cxt);
 	MemoryContextDelete(ss->page_cxt);
 	MemoryContextDelete(ss->row_cxt);
 }
 
+/* pushes_code: whether a pushed item looks issues up by code. */
+static bool
+pushes_code(List *items)
+{
+	ListCell   *lc;
+
+	foreach(lc, items)
+		if (strcmp(((CodingPushedItem *) lfirst(lc))->column, "code") == 0)
+			return true;
+	return false;
+}
+
 /*
  * codingExplainForeignScan
- *		VERBOSE shows the Coding request; ANALYZE the calls made.  Never the
+ *		VERBOSE shows the Coding request (with the values pushed, when they
+ *		are known before the scan runs); ANALYZE the calls made.  Never the
  *		token.
  */
 static void
@@ -593,33 +1115,67 @@ codingExplainForeignScan(ForeignScanState *node, ExplainState *es)
 {
 	CodingScanState *ss = (CodingScanState *) node->fdw_state;
 	StringInfoData buf;
+	ListCell   *lc;
 
-	if (es->verbose)
+	if (!es->verbose)
+		goto analyze;
+
+	if (ss->items != NIL)
 	{
 		initStringInfo(&buf);
-		appendStringInfo(&buf, "%s", list_actions[ss->tinfo->resource]);
+		foreach(lc, ss->items)
+		{
+			CodingPushedItem *item = lfirst(lc);
+
+			appendStringInfo(&buf, "%s%s %s", buf.len ? ", " : "", item->column,
+							 coding_op_name(item->op));
+		}
+		ExplainPropertyText("Coding pushed", buf.data, es);
+	}
+
+	initStringInfo(&buf);
+	if (!ss->request_ready && !ss->values_need_outer)
+		prepare_request(node, ss);
+	if (ss->request_ready && ss->request.key_lookup)
+		appendStringInfoString(&buf, ss->request.description.data);
+	else if (!ss->request_ready && pushes_code(ss->items))
+		appendStringInfoString(&buf, "DescribeIssue IssueCode from the outer row");
+	else
+	{
+		appendStringInfoString(&buf, list_actions[ss->tinfo->resource]);
 		switch (ss->tinfo->resource)
 		{
 			case CODING_RES_ISSUES:
-				appendStringInfo(&buf, " ProjectName=%s IssueType=%s SortKey=CODE SortValue=ASC PageSize=%d",
-								 ss->conn->project, ss->tinfo->issue_type,
+				appendStringInfo(&buf, " ProjectName=%s", ss->conn->project);
+				if (ss->request_ready)
+					appendStringInfo(&buf, " %s", ss->request.description.data);
+				else
+					appendStringInfoString(&buf, " (conditions from the outer row)");
+				appendStringInfo(&buf, " SortKey=%s SortValue=%s PageSize=%d",
+								 ss->sort_key, ss->sort_desc ? "DESC" : "ASC",
 								 ss->conn->page_size);
 				break;
 			case CODING_RES_ITERATIONS:
-				appendStringInfo(&buf, " ProjectName=%s Limit=%d",
-								 ss->conn->project, ss->conn->page_size);
+				appendStringInfo(&buf, " ProjectName=%s", ss->conn->project);
+				if (ss->request_ready && ss->request.description.len > 0)
+					appendStringInfo(&buf, " %s", ss->request.description.data);
+				appendStringInfo(&buf, " Limit=%d", ss->conn->page_size);
 				break;
 			case CODING_RES_MEMBERS:
 				appendStringInfo(&buf, " (ProjectId of %s) PageSize=%d",
 								 ss->conn->project, ss->conn->page_size);
 				break;
 		}
-		ExplainPropertyText("Coding request", buf.data, es);
-		ExplainPropertyText("Coding details",
-							!ss->need_detail ? "none" :
-							ss->list_qual ? "DescribeIssue per row passing the list filter" :
-							"DescribeIssue per row", es);
 	}
+	ExplainPropertyText("Coding request", buf.data, es);
+	ExplainPropertyText("Coding details",
+						!ss->need_detail ? "none" :
+						(ss->request_ready ? ss->request.key_lookup : pushes_code(ss->items)) ?
+						"in DescribeIssue" :
+						ss->list_qual ? "DescribeIssue per row passing the list filter" :
+						"DescribeIssue per row", es);
+
+analyze:
 	if (es->analyze)
 	{
 		ExplainPropertyInteger("Coding calls", NULL, ss->stats.calls, es);

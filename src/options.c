@@ -491,6 +491,13 @@ _PG_init(void)
 							64 * 1024 * 1024, 1024, INT_MAX,
 							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("coding_fdw.enable_pushdown",
+							 "Sends WHERE and ORDER BY clauses to Coding when it can apply them.",
+							 "Off makes every scan list the whole resource and filter locally (for comparison and diagnosis).",
+							 &coding_enable_pushdown,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("coding_fdw");
 
 	coding_client_init();

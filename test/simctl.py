@@ -132,6 +132,9 @@ def build_parser():
     lg.add_argument("--action")
     lg.add_argument("--since", type=int)
     sub.add_parser("clear-log")
+    b = sub.add_parser("bodies", help="logged request bodies, one compact JSON line each")
+    b.add_argument("--action")
+    b.add_argument("--omit", default="", help="comma-separated keys to leave out")
     c = sub.add_parser("count")
     c.add_argument("--action")
     for name in ("create", "update", "delete", "get"):
@@ -181,6 +184,12 @@ def run(args):
         call(base, "POST", "/_sim/rate_limit", {"per_second": n})
     elif cmd == "log":
         out(call(base, "GET", "/_sim/log", query={"action": args.action, "since": args.since}))
+    elif cmd == "bodies":
+        # stable text for regress tests: sorted keys, no Action, no ids or times
+        omit = set(filter(None, args.omit.split(","))) | {"Action"}
+        for r in call(base, "GET", "/_sim/log", query={"action": args.action})["requests"]:
+            body = {k: v for k, v in (r.get("body") or {}).items() if k not in omit}
+            print(json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")))
     elif cmd == "clear-log":
         call(base, "DELETE", "/_sim/log")
     elif cmd == "count":

@@ -1,0 +1,178 @@
+--
+-- pushdown: each clause Coding can apply goes into the request (IssueType,
+-- Conditions, iteration filters, SortKey, key lookups), as EXPLAIN VERBOSE
+-- shows and the simulated server's request log proves; every result equals
+-- the same query with coding_fdw.enable_pushdown = off.
+--
+\getenv sim_url CODING_SIM_URL
+SET timezone = 'Asia/Shanghai';
+SET datestyle = ISO;
+CREATE SERVER coding FOREIGN DATA WRAPPER coding_fdw
+  OPTIONS (team 'acme', project 'backend', api_url :'sim_url', rate_limit '1000');
+CREATE USER MAPPING FOR CURRENT_USER SERVER coding OPTIONS (token 'secret-token');
+CREATE SCHEMA coding;
+IMPORT FOREIGN SCHEMA backend FROM SERVER coding INTO coding;
+
+-- a query's rows with pushdown on and off, compared
+CREATE FUNCTION same_rows(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  with_pushdown text;
+  without text;
+  n bigint;
+BEGIN
+  PERFORM set_config('coding_fdw.enable_pushdown', 'on', true);
+  EXECUTE format('SELECT count(*), coalesce(string_agg(t::text, E''\n'' ORDER BY t::text), '''') FROM (%s) t', q)
+    INTO n, with_pushdown;
+  PERFORM set_config('coding_fdw.enable_pushdown', 'off', true);
+  EXECUTE format('SELECT coalesce(string_agg(t::text, E''\n'' ORDER BY t::text), '''') FROM (%s) t', q)
+    INTO without;
+  PERFORM set_config('coding_fdw.enable_pushdown', 'on', true);
+  RETURN CASE WHEN with_pushdown = without THEN format('same %s rows', n)
+              ELSE format('DIFFERENT: %s vs %s', with_pushdown, without) END;
+END $$;
+
+-- values taken from the data
+SELECT assignee_id AS aid FROM coding.issues WHERE assignee_id IS NOT NULL ORDER BY code LIMIT 1 \gset
+SELECT creator_id AS cid FROM coding.issues ORDER BY code DESC LIMIT 1 \gset
+SELECT parent_code AS pcode FROM coding.issues WHERE parent_code IS NOT NULL ORDER BY code LIMIT 1 \gset
+SELECT issue_type_id AS tid FROM coding.issues WHERE type = 'MISSION' LIMIT 1 \gset
+
+\set ECHO all
+\! $SIMCTL clear-log
+EXPLAIN (VERBOSE, COSTS OFF) SELECT code FROM coding.issues WHERE type = 'DEFECT';
+SELECT same_rows($$SELECT code, type FROM coding.issues WHERE type = 'DEFECT'$$);
+\! $SIMCTL bodies --action DescribeIssueListWithPage --omit ProjectName,PageSize,ShowSubIssues
+
+\! $SIMCTL clear-log
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT code FROM coding.issues WHERE issue_status_type IN ('TODO', 'PROCESSING') AND priority = 2;
+SELECT same_rows($$SELECT code FROM coding.issues WHERE issue_status_type IN ('TODO', 'PROCESSING') AND priority = 2$$);
+\! $SIMCTL bodies --action DescribeIssueListWithPage --omit ProjectName,PageSize,ShowSubIssues
+
+\! $SIMCTL clear-log
+SELECT same_rows($$SELECT code FROM coding.issues WHERE issue_status_name = '处理中'$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE assignee_id = $$ || :aid);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE assignee_id IS NULL$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE creator_id = ANY(ARRAY[$$ || :cid || $$, 1])$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE priority IS NULL$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE iteration_code = 2$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE iteration_code IS NULL$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE parent_code = $$ || :pcode);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE issue_type_id = $$ || :tid);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE labels @> '[{"Name": "bug"}]'$$);
+-- two clauses on one key: the first is sent, both are checked
+SELECT same_rows($$SELECT code FROM coding.issues WHERE priority IN (1, 2) AND priority = 2$$);
+\! $SIMCTL bodies --action DescribeIssueListWithPage --omit ProjectName,PageSize,ShowSubIssues,SortKey,SortValue,IssueType,PageNumber
+
+-- dates: whole days in China time, merged into one range; rechecked locally
+\! $SIMCTL clear-log
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT code FROM coding.issues
+ WHERE created_at >= '2025-03-01 10:00+08' AND created_at < '2025-06-01' AND due_date IS NULL;
+SELECT same_rows($$SELECT code FROM coding.issues
+ WHERE created_at >= '2025-03-01 10:00+08' AND created_at < '2025-06-01' AND due_date IS NULL$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE updated_at > '2025-01-31 23:00+00'::timestamptz$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE start_date <= '2025-01-01'::date$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE due_date = '2025-02-28 23:59:59+08'$$);
+\! $SIMCTL bodies --action DescribeIssueListWithPage --omit ProjectName,PageSize,ShowSubIssues,SortKey,SortValue,IssueType,PageNumber
+-- a stable expression is evaluated when the scan starts (its day varies)
+\! $SIMCTL clear-log
+SELECT same_rows($$SELECT code FROM coding.issues WHERE created_at > now() - interval '100 years'$$);
+\! $SIMCTL count --action DescribeIssueListWithPage
+
+-- name LIKE/ILIKE/= becomes KEYWORD: the longest literal part, fuzzy, rechecked
+\! $SIMCTL clear-log
+SELECT same_rows($$SELECT code, name FROM coding.issues WHERE name LIKE '%登录%'$$);
+SELECT same_rows($$SELECT code, name FROM coding.issues WHERE name ILIKE 'fix%'$$);
+SELECT same_rows($$SELECT code, name FROM coding.issues WHERE name LIKE 'Fix d_rk%'$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE name = 'Fix dark mode'$$);
+\! $SIMCTL bodies --action DescribeIssueListWithPage --omit ProjectName,PageSize,ShowSubIssues,SortKey,SortValue,IssueType,PageNumber
+
+-- not pushed: IssueType cannot say SUB_TASK, OR, a user's own "field"
+\! $SIMCTL clear-log
+SELECT same_rows($$SELECT code FROM coding.issues WHERE type = 'SUB_TASK'$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE priority = 1 OR priority = 2$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE name LIKE '%'$$);
+\! $SIMCTL bodies --action DescribeIssueListWithPage --omit ProjectName,PageSize,ShowSubIssues,SortKey,SortValue,PageNumber
+
+-- key lookups: code = N and code = ANY(...) call DescribeIssue only
+\! $SIMCTL clear-log
+EXPLAIN (VERBOSE, COSTS OFF) SELECT code, name, epic FROM coding.issues WHERE code = 5;
+SELECT same_rows($$SELECT code, name, type, assignee_id, creator_id, iteration_id, parent_code, epic FROM coding.issues WHERE code = 5$$);
+SELECT same_rows($$SELECT code, name, assignee_id, iteration_code FROM coding.issues WHERE code = ANY('{3,1,7,99999}')$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE code IN (4, 9) AND type = 'DEFECT'$$);
+\! $SIMCTL bodies --omit ProjectName
+-- the list's own columns (assignees, raw) need the list
+\! $SIMCTL clear-log
+SELECT same_rows($$SELECT code, assignees, raw FROM coding.issues WHERE code = 5$$);
+\! $SIMCTL count --action DescribeIssue
+-- a key lookup in a table of one issue type only returns that type
+CREATE FOREIGN TABLE defects (code int, type text) SERVER coding
+  OPTIONS (resource 'issues', issue_type 'DEFECT');
+SELECT code, type FROM defects WHERE code IN (1, 2, 3, 4, 5, 6) ORDER BY code;
+-- provably empty: no call at all
+\! $SIMCTL clear-log
+SELECT count(*) FROM coding.issues WHERE code = ANY('{}');
+SELECT count(*) FROM defects WHERE type = 'EPIC';
+SELECT count(*) FROM coding.issues WHERE created_at > '2025-06-01' AND created_at < '2025-05-01';
+\! $SIMCTL count
+-- a prepared statement's parameter is pushed too
+PREPARE by_code(int) AS SELECT code, name FROM coding.issues WHERE code = $1;
+\! $SIMCTL clear-log
+EXECUTE by_code(7);
+\! $SIMCTL bodies --omit ProjectName
+
+-- ORDER BY a sortable column becomes SortKey/SortValue; with LIMIT, paging
+-- stops after the first page
+\! $SIMCTL clear-log
+EXPLAIN (VERBOSE, COSTS OFF) SELECT code, updated_at FROM coding.issues ORDER BY updated_at DESC LIMIT 5;
+SELECT code, updated_at FROM coding.issues ORDER BY updated_at DESC LIMIT 5;
+\! $SIMCTL bodies --omit ProjectName,PageSize,ShowSubIssues,IssueType
+SET coding_fdw.enable_pushdown = off;
+SELECT code, updated_at FROM coding.issues ORDER BY updated_at DESC LIMIT 5;
+RESET coding_fdw.enable_pushdown;
+\! $SIMCTL clear-log
+SELECT code, created_at FROM coding.issues WHERE type = 'EPIC' ORDER BY created_at LIMIT 2;
+SELECT code FROM coding.issues ORDER BY code DESC LIMIT 3;
+\! $SIMCTL bodies --omit ProjectName,PageSize,ShowSubIssues
+-- not sortable remotely: a local Sort
+EXPLAIN (COSTS OFF) SELECT code FROM coding.issues ORDER BY priority, code LIMIT 3;
+
+-- LIMIT with a clause Coding cannot apply: paging goes on until enough rows
+-- pass the local filter, and the result is right
+ALTER SERVER coding OPTIONS (ADD page_size '10');
+\! $SIMCTL clear-log
+SELECT code FROM coding.issues WHERE description LIKE '%DROP TABLE%' ORDER BY code LIMIT 2;
+SET coding_fdw.enable_pushdown = off;
+SELECT code FROM coding.issues WHERE description LIKE '%DROP TABLE%' ORDER BY code LIMIT 2;
+RESET coding_fdw.enable_pushdown;
+\! $SIMCTL count --action DescribeIssueListWithPage
+
+-- a join on issues.code: a parameterized path, one DescribeIssue per outer
+-- row, when that is cheaper than listing (here 6 pages of 10)
+CREATE TEMP TABLE wanted (c int);
+INSERT INTO wanted VALUES (2), (8), (13);
+ANALYZE wanted;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT w.c, i.name FROM wanted w JOIN coding.issues i ON i.code = w.c;
+\! $SIMCTL clear-log
+SELECT w.c, i.name FROM wanted w JOIN coding.issues i ON i.code = w.c ORDER BY w.c;
+\! $SIMCTL bodies --omit ProjectName
+SELECT same_rows($$SELECT w.c, i.name FROM wanted w JOIN coding.issues i ON i.code = w.c$$);
+-- with many outer rows, listing once is cheaper: no parameterized path
+INSERT INTO wanted SELECT g FROM generate_series(20, 59) g;
+ANALYZE wanted;
+EXPLAIN (COSTS OFF) SELECT w.c, i.name FROM wanted w JOIN coding.issues i ON i.code = w.c;
+ALTER SERVER coding OPTIONS (DROP page_size);
+
+-- iterations: Status, Assignee, Keywords and dates in the request
+\! $SIMCTL clear-log
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT code FROM coding.iterations WHERE status = 'COMPLETED' AND start_at >= '2024-01-01';
+SELECT same_rows($$SELECT code, status FROM coding.iterations WHERE status = 'COMPLETED' AND start_at >= '2024-01-01'$$);
+SELECT same_rows($$SELECT code FROM coding.iterations WHERE status IN ('PROCESSING', 'WAIT_PROCESS')$$);
+SELECT same_rows($$SELECT code FROM coding.iterations WHERE assignee_id = (SELECT min(assignee_id) FROM coding.iterations)$$);
+SELECT same_rows($$SELECT code, name FROM coding.iterations WHERE name LIKE '%发布%' AND end_at <= '2025-12-31'$$);
+\! $SIMCTL bodies --action DescribeIterationList --omit ProjectName,Limit,Offset
+
+DROP SCHEMA coding CASCADE;
+DROP SERVER coding CASCADE;
