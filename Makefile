@@ -11,7 +11,8 @@ OBJS = \
 	src/fdw.o \
 	src/functions.o \
 	src/options.o \
-	src/pushdown.o
+	src/pushdown.o \
+	src/ratelimit.o
 
 EXTENSION = coding_fdw
 DATA = coding_fdw--0.1.sql
@@ -29,3 +30,6 @@ EXTRA_CLEAN = results regression.diffs regression.out
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every file includes the shared header: rebuild all when it changes
+$(OBJS): src/coding_fdw.h

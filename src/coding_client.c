@@ -27,7 +27,6 @@
  */
 #include "coding_fdw.h"
 
-#include <time.h>
 #include <curl/curl.h>
 
 #include "miscadmin.h"
@@ -41,6 +40,9 @@
 #define RETRY_BASE_DELAY_MS		200
 #define RETRY_MAX_DELAY_MS		10000
 #define RETRY_AFTER_MAX_MS		60000
+
+/* Transfers running at once in one batch (DescribeIssue per row). */
+#define MAX_CONCURRENCY			8
 
 /* One socket libcurl asked us to watch. */
 typedef struct CurlSocket
@@ -62,40 +64,37 @@ typedef struct ResponseBuffer
 } ResponseBuffer;
 
 /*
- * Process-local libcurl state.  The easy handle is kept across calls so
- * that its connection is reused (keep-alive); sockets and the timer are
- * what curl's callbacks last told us.
+ * Process-local libcurl state.  Easy handles are kept across calls so
+ * their connections are reused (keep-alive); sockets and the timer are what
+ * curl's callbacks last told us.  None of it is ever in shared memory.
  */
 static struct
 {
 	bool		initialized;
 	CURLM	   *multi;
-	CURL	   *easy;
-	bool		attached;		/* easy is added to multi */
+	CURL	   *easy[MAX_CONCURRENCY];
+	bool		attached[MAX_CONCURRENCY];
 	struct curl_slist *headers;
 	CurlSocket *socks;			/* malloc'd: written from curl callbacks */
 	int			nsocks;
 	int			maxsocks;
 	long		timer_ms;		/* -1: no timer */
-	struct timespec timer_set;
+	int64		timer_set_us;
 	bool		socket_cb_failed;
-	char		errbuf[CURL_ERROR_SIZE];
+	char		errbuf[MAX_CONCURRENCY][CURL_ERROR_SIZE];
 } http;
 
-/*
- * Client-side rate limit: a token bucket per team in this backend (a
- * team's limit is Coding's, whatever the server object).  Few teams are
- * ever used in one backend, so a short list in TopMemoryContext does.
- */
-typedef struct RateBucket
+/* One request of a batch, as the engine tracks it. */
+typedef struct BatchEntry
 {
-	struct RateBucket *next;
-	char	   *team;
-	double		tokens;
-	struct timespec updated;
-} RateBucket;
-
-static RateBucket *rate_buckets = NULL;
+	CodingBatchItem *item;
+	char	   *body_text;
+	int			attempts;
+	int64		not_before_us;	/* retry back-off */
+	bool		done;
+	int			slot;			/* easy handle while running, else -1 */
+	ResponseBuffer buf;
+} BatchEntry;
 
 static void *cjson_palloc(size_t size);
 static void cjson_pfree(void *ptr);
@@ -135,17 +134,6 @@ cjson_pfree(void *ptr)
 {
 	if (ptr)
 		pfree(ptr);
-}
-
-/* elapsed_ms: milliseconds from "since" to now on the monotonic clock. */
-static long
-elapsed_ms(const struct timespec *since)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - since->tv_sec) * 1000L +
-		(now.tv_nsec - since->tv_nsec) / 1000000L;
 }
 
 /*
@@ -196,7 +184,7 @@ static int
 timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
 	http.timer_ms = timeout_ms;
-	clock_gettime(CLOCK_MONOTONIC, &http.timer_set);
+	http.timer_set_us = coding_monotonic_us();
 	return 0;
 }
 
@@ -246,19 +234,28 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 /*
  * http_ensure_handles
- *		Create the multi and easy handles on first use.
+ *		Create the multi handle and the easy handles on first use.
  */
 static void
 http_ensure_handles(void)
 {
+	int			i;
+
 	if (http.initialized)
 		return;
 	http.multi = curl_multi_init();
-	http.easy = curl_easy_init();
-	if (http.multi == NULL || http.easy == NULL)
+	if (http.multi == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not initialize libcurl")));
+	for (i = 0; i < MAX_CONCURRENCY; i++)
+	{
+		http.easy[i] = curl_easy_init();
+		if (http.easy[i] == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not initialize libcurl")));
+	}
 	curl_multi_setopt(http.multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
 	curl_multi_setopt(http.multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	http.timer_ms = -1;
@@ -266,18 +263,23 @@ http_ensure_handles(void)
 }
 
 /*
- * http_detach
- *		Take the easy handle out of the multi handle and free the request's
- *		header list.  Called after every transfer and on every error path; a
- *		transfer interrupted mid-response has its connection closed by curl.
+ * http_detach_all
+ *		Take every easy handle out of the multi handle and free the header
+ *		list.  Called after each batch and on every error path; a transfer
+ *		interrupted mid-response has its connection closed by curl.
  */
 static void
-http_detach(void)
+http_detach_all(void)
 {
-	if (http.attached)
+	int			i;
+
+	for (i = 0; i < MAX_CONCURRENCY; i++)
 	{
-		curl_multi_remove_handle(http.multi, http.easy);
-		http.attached = false;
+		if (http.attached[i])
+		{
+			curl_multi_remove_handle(http.multi, http.easy[i]);
+			http.attached[i] = false;
+		}
 	}
 	if (http.headers)
 	{
@@ -290,33 +292,42 @@ http_detach(void)
 
 /*
  * http_wait_and_drive
- *		Wait for curl's sockets, its timer, the latch or postmaster death,
- *		then let curl act on what happened.  Interrupts are processed here,
- *		after the WaitEventSet is freed, so an ERROR leaks nothing.
+ *		Wait for curl's sockets, its timer, the latch, postmaster death or
+ *		"wake_us" (a retry or rate-limit time of the caller), then let curl
+ *		act on what happened.  Interrupts are processed here, after the
+ *		WaitEventSet is freed, so an ERROR leaks nothing.
  */
 static void
-http_wait_and_drive(void)
+http_wait_and_drive(int64 wake_us)
 {
 	WaitEventSet *volatile set = NULL;
 	WaitEvent  *events;
 	int			nevents;
 	int			nready;
-	volatile long timeout;
+	volatile long timeout = 1000;
+	int64		now = coding_monotonic_us();
 	int			running;
 	int			i;
 
-	/* How long curl lets us sleep. */
-	if (http.timer_ms < 0)
-		timeout = 1000;
-	else
+	if (http.timer_ms >= 0)
 	{
-		timeout = http.timer_ms - elapsed_ms(&http.timer_set);
-		if (timeout <= 0)
+		long		left = http.timer_ms - (long) ((now - http.timer_set_us) / 1000);
+
+		if (left <= 0)
 		{
 			http.timer_ms = -1;
 			curl_multi_socket_action(http.multi, CURL_SOCKET_TIMEOUT, 0, &running);
 			return;
 		}
+		timeout = Min(timeout, left);
+	}
+	if (wake_us > 0)
+	{
+		long		left = (long) ((wake_us - now + 999) / 1000);
+
+		if (left <= 0)
+			return;
+		timeout = Min(timeout, left);
 	}
 
 	nevents = http.nsocks + 2;
@@ -350,7 +361,8 @@ http_wait_and_drive(void)
 	}
 	PG_END_TRY();
 
-	if (nready == 0)
+	if (nready == 0 && http.timer_ms >= 0 &&
+		coding_monotonic_us() >= http.timer_set_us + (int64) http.timer_ms * 1000)
 	{
 		http.timer_ms = -1;
 		curl_multi_socket_action(http.multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -376,169 +388,47 @@ http_wait_and_drive(void)
 }
 
 /*
- * http_post
- *		POST one JSON body and collect the answer.  Returns the curl result
- *		code; *status is the HTTP status (0 if none arrived).  Raises only for
- *		interrupts and postmaster death.
+ * start_transfer
+ *		Put one request on a free easy handle.
  */
-static CURLcode
-http_post(CodingConnInfo *conn, const char *action, const char *body,
-		  ResponseBuffer *buf, long *status, long *retry_after_ms)
+static void
+start_transfer(CodingConnInfo *conn, const char *url, BatchEntry *e, int slot,
+			   MemoryContext cxt)
 {
-	CURL	   *easy;
-	volatile CURLcode result = CURLE_OK;
-	char	   *url;
-	volatile bool done = false;
+	CURL	   *easy = http.easy[slot];
+	int			running;
 
-	http_ensure_handles();
-	http_detach();				/* after an earlier ERROR, if any */
-	easy = http.easy;
 	curl_easy_reset(easy);
+	memset(&e->buf, 0, sizeof(e->buf));
+	e->buf.cxt = cxt;
+	e->buf.limit = (size_t) coding_max_response_size;
+	e->slot = slot;
+	e->attempts++;
+	http.errbuf[slot][0] = '\0';
 
-	/* Action goes in the body; the query string only helps server logs. */
-	url = psprintf("%s%sAction=%s", conn->api_url,
-				   strchr(conn->api_url, '?') ? "&" : "?", action);
-
-	http.headers = curl_slist_append(NULL, "Content-Type: application/json");
-	http.headers = curl_slist_append(http.headers, "Accept: application/json");
-	http.headers = curl_slist_append(http.headers, "Expect:");
-	if (conn->auth_header)
-		http.headers = curl_slist_append(http.headers, conn->auth_header);
-	if (http.headers == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
-						errmsg("out of memory")));
-
-	http.errbuf[0] = '\0';
 	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, http.headers);
 	curl_easy_setopt(easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, e->body_text);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(e->body_text));
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, buf);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &e->buf);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, e);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) conn->request_timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) conn->connect_timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, http.errbuf);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, http.errbuf[slot]);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "coding_fdw/0.1");
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 
-	*status = 0;
-	*retry_after_ms = -1;
-	http.socket_cb_failed = false;
-
-	PG_TRY();
-	{
-		int			running;
-
-		if (curl_multi_add_handle(http.multi, easy) != CURLM_OK)
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
-							errmsg("could not start a libcurl transfer")));
-		http.attached = true;
-		curl_multi_socket_action(http.multi, CURL_SOCKET_TIMEOUT, 0, &running);
-
-		while (!done)
-		{
-			CURLMsg    *msg;
-			int			left;
-
-			while ((msg = curl_multi_info_read(http.multi, &left)) != NULL)
-			{
-				if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy)
-				{
-					result = msg->data.result;
-					done = true;
-				}
-			}
-			if (!done)
-				http_wait_and_drive();
-		}
-	}
-	PG_CATCH();
-	{
-		http_detach();
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-
-	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, status);
-	if (*status == 429 || *status == 503)
-	{
-		curl_off_t	ra = 0;
-
-		if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
-			*retry_after_ms = Min((long) ra * 1000L, RETRY_AFTER_MAX_MS);
-	}
-	http_detach();
-	pfree(url);
-	return result;
-}
-
-/*
- * rate_limit_wait
- *		Take one token from the team's bucket for the server's rate_limit,
- *		sleeping on the latch (interruptible) until one is available.  The
- *		bucket holds at most one second's worth of requests.
- */
-static void
-rate_limit_wait(const char *team, double rate)
-{
-	RateBucket *b;
-
-	if (rate <= 0)
-		return;
-	for (b = rate_buckets; b; b = b->next)
-		if (strcmp(b->team, team) == 0)
-			break;
-	if (b == NULL)
-	{
-		b = MemoryContextAllocZero(TopMemoryContext, sizeof(RateBucket));
-		b->team = MemoryContextStrdup(TopMemoryContext, team);
-		b->tokens = Max(rate, 1.0);
-		clock_gettime(CLOCK_MONOTONIC, &b->updated);
-		b->next = rate_buckets;
-		rate_buckets = b;
-	}
-	for (;;)
-	{
-		long		ms = elapsed_ms(&b->updated);
-
-		b->tokens = Min(Max(rate, 1.0), b->tokens + ms * rate / 1000.0);
-		clock_gettime(CLOCK_MONOTONIC, &b->updated);
-		if (b->tokens >= 1.0)
-		{
-			b->tokens -= 1.0;
-			return;
-		}
-		ms = (long) ((1.0 - b->tokens) * 1000.0 / rate) + 1;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-/* sleep_ms: interruptible sleep on the process latch. */
-static void
-sleep_ms(long ms)
-{
-	struct timespec start;
-
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (;;)
-	{
-		long		left = ms - elapsed_ms(&start);
-
-		if (left <= 0)
-			return;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 left, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
+	if (curl_multi_add_handle(http.multi, easy) != CURLM_OK)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+						errmsg("could not start a libcurl transfer")));
+	http.attached[slot] = true;
+	curl_multi_socket_action(http.multi, CURL_SOCKET_TIMEOUT, 0, &running);
 }
 
 /* backoff_ms: exponential back-off with full jitter for attempt n (1-based). */
@@ -546,19 +436,17 @@ static long
 backoff_ms(int attempt, long retry_after_ms)
 {
 	long		cap = RETRY_BASE_DELAY_MS;
-	long		delay;
 
 	if (retry_after_ms >= 0)
 		return retry_after_ms;
 	while (attempt-- > 1 && cap < RETRY_MAX_DELAY_MS)
 		cap *= 2;
 	cap = Min(cap, RETRY_MAX_DELAY_MS);
-	/* full jitter, but never less than half the cap so retries spread out */
-	delay = cap / 2 + (long) ((random() % 1000) * (cap / 2) / 1000);
-	return delay;
+	/* jittered, but never less than half the cap so retries spread out */
+	return cap / 2 + (long) ((random() % 1000) * (cap / 2) / 1000);
 }
 
-/* dup_or_null: pstrdup of a JSON string member, NULL if absent. */
+/* json_string_member: pstrdup of a JSON string member, NULL if absent. */
 static char *
 json_string_member(cJSON *obj, const char *name)
 {
@@ -629,6 +517,276 @@ is_retryable(CodingResult *r, CURLcode cc)
 }
 
 /*
+ * finish_transfer
+ *		Classify a finished attempt into its item's result: Coding's error
+ *		envelope (which arrives with HTTP 200), an HTTP status, a transport
+ *		failure or a malformed body.  Returns the retry-after hint (ms, -1).
+ */
+static long
+finish_transfer(BatchEntry *e, CURLcode cc)
+{
+	CodingResult *result = &e->item->result;
+	CURL	   *easy = http.easy[e->slot];
+	ResponseBuffer *buf = &e->buf;
+	long		retry_after_ms = -1;
+	cJSON	   *doc;
+	cJSON	   *resp;
+	cJSON	   *err;
+
+	memset(result, 0, sizeof(*result));
+	result->attempts = e->attempts;
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &result->http_status);
+	if (result->http_status == 429 || result->http_status == 503)
+	{
+		curl_off_t	ra = 0;
+
+		if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
+			retry_after_ms = Min((long) ra * 1000L, RETRY_AFTER_MAX_MS);
+	}
+
+	if (cc != CURLE_OK)
+	{
+		if (buf->too_large)
+		{
+			result->errclass = CODING_ERR_MALFORMED;
+			result->transport_error =
+				psprintf("the response is larger than coding_fdw.max_response_size (%d kB)",
+						 coding_max_response_size / 1024);
+		}
+		else if (buf->out_of_memory)
+		{
+			result->errclass = CODING_ERR_MALFORMED;
+			result->transport_error = pstrdup("out of memory while receiving the response");
+		}
+		else
+		{
+			result->errclass = CODING_ERR_NETWORK;
+			result->timed_out = (cc == CURLE_OPERATION_TIMEDOUT);
+			result->transport_error =
+				pstrdup(http.errbuf[e->slot][0] ? http.errbuf[e->slot] : curl_easy_strerror(cc));
+		}
+		result->curl_code = cc;
+		if (buf->data)
+			pfree(buf->data);
+		return retry_after_ms;
+	}
+
+	doc = buf->data ? cJSON_ParseWithLength(buf->data, buf->len) : NULL;
+	resp = cJSON_IsObject(doc) ? cJSON_GetObjectItemCaseSensitive(doc, "Response") : NULL;
+	err = cJSON_IsObject(resp) ? cJSON_GetObjectItemCaseSensitive(resp, "Error") : NULL;
+	if (buf->data)
+		pfree(buf->data);
+
+	if (cJSON_IsObject(resp))
+		result->request_id = json_string_member(resp, "RequestId");
+	if (cJSON_IsObject(err))
+	{
+		result->code = json_string_member(err, "Code");
+		result->message = json_string_member(err, "Message");
+		result->errclass = classify_coding_error(result->code, result->message);
+	}
+	else if (result->http_status == 429)
+	{
+		result->errclass = CODING_ERR_RATE_LIMIT;
+		result->transport_error = pstrdup("HTTP status 429 (Too Many Requests)");
+	}
+	else if (result->http_status >= 500)
+	{
+		result->errclass = CODING_ERR_REMOTE;
+		result->transport_error = psprintf("HTTP status %ld", result->http_status);
+	}
+	else if (result->http_status != 200)
+	{
+		result->errclass = CODING_ERR_MALFORMED;
+		result->transport_error = psprintf("HTTP status %ld", result->http_status);
+	}
+	else if (!cJSON_IsObject(resp))
+	{
+		result->errclass = CODING_ERR_MALFORMED;
+		result->transport_error = pstrdup(doc == NULL ?
+										  "the body is not valid JSON" :
+										  "the body has no \"Response\" object");
+	}
+	else
+	{
+		result->errclass = CODING_OK;
+		result->response = resp;
+	}
+	return retry_after_ms;
+}
+
+/*
+ * batch_loop
+ *		The engine: run every entry to a final result, up to "concurrency"
+ *		transfers at once, each started no earlier than the team's rate
+ *		limit allows and retried with back-off when worth it.  Blocks only in
+ *		the WaitEventSet of http_wait_and_drive.
+ */
+static void
+batch_loop(CodingConnInfo *conn, const char *url, BatchEntry *entries, int n,
+		   int concurrency, CodingCallStats *stats, MemoryContext cxt)
+{
+	int			ndone = 0;
+	int			nrunning = 0;
+	int64		reserved_us = -1;	/* a rate-limit slot not used yet */
+
+	while (ndone < n)
+	{
+		int64		now = coding_monotonic_us();
+		int64		wake_us = 0;
+		CURLMsg    *msg;
+		int			left;
+		int			i;
+
+		/* start what may start: a free handle, a due entry, a slot */
+		while (nrunning < concurrency)
+		{
+			BatchEntry *e = NULL;
+			int			slot;
+
+			for (i = 0; i < n && e == NULL; i++)
+				if (!entries[i].done && entries[i].slot < 0 &&
+					entries[i].not_before_us <= now)
+					e = &entries[i];
+			if (e == NULL)
+				break;
+			if (reserved_us < 0)
+				reserved_us = coding_ratelimit_reserve(conn->team, conn->rate_limit);
+			if (reserved_us > now)
+			{
+				wake_us = reserved_us;
+				break;
+			}
+			reserved_us = -1;
+			for (slot = 0; http.attached[slot]; slot++)
+				;
+			start_transfer(conn, url, e, slot, cxt);
+			nrunning++;
+			if (stats)
+			{
+				stats->calls++;
+				if (e->attempts > 1)
+					stats->retries++;
+			}
+		}
+
+		/* the earliest retry due, when nothing else wakes us sooner */
+		for (i = 0; i < n; i++)
+			if (!entries[i].done && entries[i].slot < 0 &&
+				entries[i].not_before_us > now &&
+				(wake_us == 0 || entries[i].not_before_us < wake_us))
+				wake_us = entries[i].not_before_us;
+
+		http_wait_and_drive(wake_us);
+
+		while ((msg = curl_multi_info_read(http.multi, &left)) != NULL)
+		{
+			BatchEntry *e;
+			long		retry_after_ms;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &e);
+			retry_after_ms = finish_transfer(e, msg->data.result);
+			if (stats)
+				stats->bytes += e->buf.len;
+			curl_multi_remove_handle(http.multi, http.easy[e->slot]);
+			http.attached[e->slot] = false;
+			e->slot = -1;
+			nrunning--;
+
+			if (e->item->result.errclass != CODING_OK &&
+				e->attempts <= conn->max_retries &&
+				is_retryable(&e->item->result, e->item->result.curl_code))
+				e->not_before_us = coding_monotonic_us() +
+					(int64) backoff_ms(e->attempts, retry_after_ms) * 1000;
+			else
+			{
+				e->done = true;
+				ndone++;
+			}
+		}
+	}
+}
+
+/*
+ * run_batch
+ *		Set up the headers, run the engine, and detach every transfer
+ *		whatever happens (ERROR or cancel included).
+ */
+static void
+run_batch(CodingConnInfo *conn, const char *action, BatchEntry *entries, int n,
+		  int concurrency, CodingCallStats *stats)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *url;
+
+	concurrency = Max(1, Min(concurrency, MAX_CONCURRENCY));
+	/* Action goes in the body; the query string only helps server logs */
+	url = psprintf("%s%sAction=%s", conn->api_url,
+				   strchr(conn->api_url, '?') ? "&" : "?", action);
+
+	http_ensure_handles();
+	http_detach_all();			/* after an earlier ERROR, if any */
+	http.headers = curl_slist_append(NULL, "Content-Type: application/json");
+	http.headers = curl_slist_append(http.headers, "Accept: application/json");
+	http.headers = curl_slist_append(http.headers, "Expect:");
+	if (conn->auth_header)
+		http.headers = curl_slist_append(http.headers, conn->auth_header);
+	if (http.headers == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+
+	PG_TRY();
+	{
+		batch_loop(conn, url, entries, n, concurrency, stats, cxt);
+	}
+	PG_CATCH();
+	{
+		http_detach_all();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	http_detach_all();
+	pfree(url);
+}
+
+/*
+ * coding_call_batch
+ *		Make several calls of one Action, up to "concurrency" at a time,
+ *		within the team's rate limit, each retried on its own.  Every item
+ *		gets a result; nothing raises for Coding or network failures
+ *		(interrupts still do).  Responses are parsed into the current memory
+ *		context.
+ */
+void
+coding_call_batch(CodingConnInfo *conn, const char *action,
+				  CodingBatchItem *items, int n, int concurrency,
+				  CodingCallStats *stats)
+{
+	BatchEntry *entries;
+	int			i;
+
+	if (n <= 0)
+		return;
+	entries = palloc0(sizeof(BatchEntry) * n);
+	for (i = 0; i < n; i++)
+	{
+		cJSON_DeleteItemFromObjectCaseSensitive(items[i].body, "Action");
+		cJSON_AddStringToObject(items[i].body, "Action", action);
+		entries[i].item = &items[i];
+		entries[i].slot = -1;
+		entries[i].body_text = cJSON_PrintUnformatted(items[i].body);
+		if (entries[i].body_text == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	}
+	run_batch(conn, action, entries, n, concurrency, stats);
+	for (i = 0; i < n; i++)
+		pfree(entries[i].body_text);
+	pfree(entries);
+}
+
+/*
  * coding_call_noerror
  *		Make one API call with retries and fill *result; never raises an
  *		error for Coding or network failures (interrupts still raise).
@@ -640,122 +798,11 @@ void
 coding_call_noerror(CodingConnInfo *conn, const char *action, cJSON *body,
 					CodingCallStats *stats, CodingResult *result)
 {
-	char	   *body_text;
-	int			attempt;
+	CodingBatchItem item;
 
-	cJSON_DeleteItemFromObjectCaseSensitive(body, "Action");
-	cJSON_AddStringToObject(body, "Action", action);
-	body_text = cJSON_PrintUnformatted(body);
-	if (body_text == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
-						errmsg("out of memory")));
-
-	for (attempt = 1;; attempt++)
-	{
-		ResponseBuffer buf = {0};
-		long		retry_after_ms;
-		CURLcode	cc;
-		cJSON	   *doc;
-		cJSON	   *resp;
-		cJSON	   *err;
-
-		memset(result, 0, sizeof(*result));
-		result->attempts = attempt;
-		buf.cxt = CurrentMemoryContext;
-		buf.limit = (size_t) coding_max_response_size;
-
-		rate_limit_wait(conn->team, conn->rate_limit);
-		cc = http_post(conn, action, body_text, &buf, &result->http_status,
-					   &retry_after_ms);
-		if (stats)
-		{
-			stats->calls++;
-			stats->bytes += buf.len;
-			if (attempt > 1)
-				stats->retries++;
-		}
-
-		if (cc != CURLE_OK)
-		{
-			if (buf.too_large)
-			{
-				result->errclass = CODING_ERR_MALFORMED;
-				result->transport_error =
-					psprintf("the response is larger than coding_fdw.max_response_size (%d kB)",
-							 coding_max_response_size / 1024);
-			}
-			else if (buf.out_of_memory)
-			{
-				result->errclass = CODING_ERR_MALFORMED;
-				result->transport_error = pstrdup("out of memory while receiving the response");
-			}
-			else
-			{
-				result->errclass = CODING_ERR_NETWORK;
-				result->timed_out = (cc == CURLE_OPERATION_TIMEDOUT);
-				result->transport_error =
-					pstrdup(http.errbuf[0] ? http.errbuf : curl_easy_strerror(cc));
-			}
-		}
-		else
-		{
-			doc = buf.data ? cJSON_ParseWithLength(buf.data, buf.len) : NULL;
-			resp = cJSON_IsObject(doc) ?
-				cJSON_GetObjectItemCaseSensitive(doc, "Response") : NULL;
-			err = cJSON_IsObject(resp) ?
-				cJSON_GetObjectItemCaseSensitive(resp, "Error") : NULL;
-			if (buf.data)
-				pfree(buf.data);
-
-			if (cJSON_IsObject(resp))
-				result->request_id = json_string_member(resp, "RequestId");
-
-			if (cJSON_IsObject(err))
-			{
-				result->code = json_string_member(err, "Code");
-				result->message = json_string_member(err, "Message");
-				result->errclass = classify_coding_error(result->code,
-														 result->message);
-			}
-			else if (result->http_status == 429)
-			{
-				result->errclass = CODING_ERR_RATE_LIMIT;
-				result->transport_error = pstrdup("HTTP status 429 (Too Many Requests)");
-			}
-			else if (result->http_status >= 500)
-			{
-				result->errclass = CODING_ERR_REMOTE;
-				result->transport_error = psprintf("HTTP status %ld",
-												   result->http_status);
-			}
-			else if (result->http_status != 200)
-			{
-				result->errclass = CODING_ERR_MALFORMED;
-				result->transport_error = psprintf("HTTP status %ld",
-												   result->http_status);
-			}
-			else if (!cJSON_IsObject(resp))
-			{
-				result->errclass = CODING_ERR_MALFORMED;
-				result->transport_error = pstrdup(doc == NULL ?
-												  "the body is not valid JSON" :
-												  "the body has no \"Response\" object");
-			}
-			else
-			{
-				result->errclass = CODING_OK;
-				result->response = resp;
-			}
-		}
-
-		if (result->errclass == CODING_OK ||
-			attempt > conn->max_retries ||
-			!is_retryable(result, cc))
-			break;
-
-		sleep_ms(backoff_ms(attempt, retry_after_ms));
-	}
-	pfree(body_text);
+	item.body = body;
+	coding_call_batch(conn, action, &item, 1, 1, stats);
+	*result = item.result;
 }
 
 /*
@@ -825,7 +872,8 @@ coding_report_error(CodingConnInfo *conn, const char *action,
 							conn->servername);
 			break;
 		case CODING_ERR_RATE_LIMIT:
-			what = psprintf("Coding rate limit exceeded after %d attempts", r->attempts);
+			what = r->attempts == 1 ? "Coding rate limit exceeded" :
+				psprintf("Coding rate limit exceeded after %d attempts", r->attempts);
 			hint = pstrdup("Lower the server's \"rate_limit\" option, raise \"max_retries\", or retry later.");
 			break;
 		case CODING_ERR_NETWORK:

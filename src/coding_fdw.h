@@ -111,11 +111,22 @@ typedef struct CodingResult
 	char	   *request_id;		/* Coding Response.RequestId */
 	char	   *transport_error;	/* libcurl's text, or our description */
 	bool		timed_out;		/* the network error was a timeout */
+	int			curl_code;		/* libcurl's result code, 0 if none */
 	int			attempts;
 	cJSON	   *response;		/* the "Response" object on success */
 } CodingResult;
 
+/* One call of a batch: its body in, its result out. */
+typedef struct CodingBatchItem
+{
+	cJSON	   *body;
+	CodingResult result;
+} CodingBatchItem;
+
 extern void coding_client_init(void);
+extern void coding_call_batch(CodingConnInfo *conn, const char *action,
+							  CodingBatchItem *items, int n, int concurrency,
+							  CodingCallStats *stats);
 extern void coding_call_noerror(CodingConnInfo *conn, const char *action,
 								cJSON *body, CodingCallStats *stats,
 								CodingResult *result);
@@ -124,6 +135,12 @@ extern cJSON *coding_call(CodingConnInfo *conn, const char *action,
 extern void coding_report_error(CodingConnInfo *conn, const char *action,
 								CodingResult *result, int elevel);
 extern int	coding_errclass_sqlstate(CodingErrorClass errclass);
+
+/* ---- ratelimit.c ---- */
+extern void coding_ratelimit_init(void);
+extern bool coding_ratelimit_shared(void);
+extern int64 coding_ratelimit_reserve(const char *team, double rate);
+extern int64 coding_monotonic_us(void);
 
 /* ---- convert.c ---- */
 

@@ -49,6 +49,9 @@ PG_FUNCTION_INFO_V1(coding_fdw_handler);
 #define DEFAULT_ISSUE_ROWS	1000.0
 #define DEFAULT_OTHER_ROWS	50.0
 
+/* DescribeIssue calls in flight at once (the rate limit still applies). */
+#define CODING_DETAIL_CONCURRENCY	8
+
 /* Planner state kept in baserel->fdw_private. */
 typedef struct CodingPlanState
 {
@@ -71,6 +74,17 @@ enum CodingPrivateIndex
 	PRIV_SORT_KEY,				/* String: Coding SortKey */
 	PRIV_SORT_DESC				/* Integer: 1 for SortValue DESC */
 };
+
+/*
+ * One row of the current page: the list object (what raw shows) and the
+ * object its columns are read from (with DescribeIssue's fields when
+ * details are needed); full is NULL for a row the list filter dropped.
+ */
+typedef struct PageRow
+{
+	cJSON	   *item;
+	cJSON	   *full;
+} PageRow;
 
 /* Executor state of one foreign scan. */
 typedef struct CodingScanState
@@ -99,7 +113,9 @@ typedef struct CodingScanState
 
 	int			page_number;	/* next page to fetch, 1-based */
 	bool		last_page;		/* no page after the current one */
-	cJSON	   *next_item;		/* next object of the current page */
+	PageRow    *rows;			/* the current page's rows, in page_cxt */
+	int			nrows;
+	int			pos;			/* next row to return */
 	int64		project_id;		/* project_members: from DescribeProjectByName */
 
 	CodingCallStats stats;
@@ -813,7 +829,8 @@ fetch_page(CodingScanState *ss)
 	int			count;
 
 	MemoryContextReset(ss->page_cxt);
-	ss->next_item = NULL;
+	ss->rows = NULL;
+	ss->nrows = ss->pos = 0;
 
 	if (res == CODING_RES_MEMBERS && ss->project_id < 0)
 		fetch_project_id(ss);	/* kept across pages and rescans */
@@ -870,59 +887,68 @@ fetch_page(CodingScanState *ss)
 			break;
 	}
 	ss->page_number++;
-	ss->next_item = list->child;
+	ss->rows = palloc(sizeof(PageRow) * Max(count, 1));
+	cJSON_ArrayForEach(item, list)
+	{
+		ss->rows[ss->nrows].item = ss->rows[ss->nrows].full = item;
+		ss->nrows++;
+	}
 	MemoryContextSwitchTo(old);
 }
 
-/*
- * describe_issue
- *		DescribeIssue for one code; NULL if Coding has no such issue.
- *		Allocates in the current memory context.
- */
-static cJSON *
-describe_issue(CodingScanState *ss, double code)
-{
-	cJSON	   *body = cJSON_CreateObject();
-	CodingResult r;
-	cJSON	   *issue;
+static bool list_qual_passes(ForeignScanState *node, CodingScanState *ss,
+							 cJSON *item);
 
-	cJSON_AddStringToObject(body, "ProjectName", ss->conn->project);
-	cJSON_AddNumberToObject(body, "IssueCode", code);
-	coding_call_noerror(ss->conn, "DescribeIssue", body, &ss->stats, &r);
-	/* a missing issue is no row; a missing project is still an error */
-	if (r.errclass == CODING_ERR_NOT_FOUND &&
-		!(r.message && strstr(r.message, "project")))
-		return NULL;
-	if (r.errclass != CODING_OK)
-		coding_report_error(ss->conn, "DescribeIssue", &r, ERROR);
-	issue = cJSON_GetObjectItemCaseSensitive(r.response, "Issue");
-	if (!cJSON_IsObject(issue))
-		malformed(ss, "DescribeIssue", "the answer has no \"Issue\" object");
-	return issue;
+/*
+ * describe_issues
+ *		DescribeIssue for n codes at once: concurrently, within the rate
+ *		limit.  Returns each Issue object in order, NULL where Coding has no
+ *		such issue (deleted since it was listed, or never there).  Any other
+ *		failure raises.  Allocates in the current memory context.
+ */
+static cJSON **
+describe_issues(CodingScanState *ss, double *codes, int n)
+{
+	CodingBatchItem *batch = palloc0(sizeof(CodingBatchItem) * Max(n, 1));
+	cJSON	  **issues = palloc0(sizeof(cJSON *) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		batch[i].body = cJSON_CreateObject();
+		cJSON_AddStringToObject(batch[i].body, "ProjectName", ss->conn->project);
+		cJSON_AddNumberToObject(batch[i].body, "IssueCode", codes[i]);
+	}
+	coding_call_batch(ss->conn, "DescribeIssue", batch, n, CODING_DETAIL_CONCURRENCY,
+					  &ss->stats);
+	for (i = 0; i < n; i++)
+	{
+		CodingResult *r = &batch[i].result;
+
+		/* a missing issue is no row; a missing project is still an error */
+		if (r->errclass == CODING_ERR_NOT_FOUND &&
+			!(r->message && strstr(r->message, "project")))
+			continue;
+		if (r->errclass != CODING_OK)
+			coding_report_error(ss->conn, "DescribeIssue", r, ERROR);
+		issues[i] = cJSON_GetObjectItemCaseSensitive(r->response, "Issue");
+		if (!cJSON_IsObject(issues[i]))
+			malformed(ss, "DescribeIssue", "the answer has no \"Issue\" object");
+	}
+	return issues;
 }
 
 /*
- * fetch_detail
- *		DescribeIssue for one listed issue, for the detail-only columns.
- *		Returns the list object with the detail's members added, in the
- *		current (row) context.
+ * merge_detail
+ *		The list object with DescribeIssue's extra fields added (the list's
+ *		own fields win).
  */
 static cJSON *
-fetch_detail(CodingScanState *ss, cJSON *item)
+merge_detail(cJSON *item, cJSON *issue)
 {
-	cJSON	   *code = cJSON_GetObjectItemCaseSensitive(item, "Code");
-	cJSON	   *issue;
-	cJSON	   *merged;
+	cJSON	   *merged = cJSON_Duplicate(item, true);
 	cJSON	   *field;
 
-	if (!cJSON_IsNumber(code))
-		malformed(ss, "DescribeIssueListWithPage", "an issue has no numeric \"Code\"");
-	issue = describe_issue(ss, code->valuedouble);
-	if (issue == NULL)
-		return item;			/* deleted since it was listed */
-
-	/* the list's fields win; DescribeIssue adds the ones it lacks */
-	merged = cJSON_Duplicate(item, true);
 	if (merged == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	cJSON_ArrayForEach(field, issue)
@@ -934,51 +960,105 @@ fetch_detail(CodingScanState *ss, cJSON *item)
 }
 
 /*
- * next_looked_up
- *		Key lookup: the next requested issue that exists and belongs to the
- *		table's issue type, described in the current (row) context.
+ * fetch_page_details
+ *		For a page whose query reads detail columns: drop the rows the quals
+ *		on list columns reject, then describe the rest in one concurrent
+ *		batch.  Memory stays bounded by one page.
  */
-static cJSON *
-next_looked_up(CodingScanState *ss)
+static void
+fetch_page_details(ForeignScanState *node, CodingScanState *ss)
 {
-	while (ss->next_code != NULL)
-	{
-		int			code = lfirst_int(ss->next_code);
-		cJSON	   *issue;
-		cJSON	   *type;
+	double	   *codes = MemoryContextAlloc(ss->page_cxt, sizeof(double) * Max(ss->nrows, 1));
+	int		   *which = MemoryContextAlloc(ss->page_cxt, sizeof(int) * Max(ss->nrows, 1));
+	cJSON	  **issues;
+	MemoryContext old;
+	int			n = 0;
+	int			i;
 
-		ss->next_code = lnext(ss->request.codes, ss->next_code);
-		issue = describe_issue(ss, code);
-		if (issue == NULL)
-			continue;
-		type = cJSON_GetObjectItemCaseSensitive(issue, "Type");
-		if (strcmp(ss->tinfo->issue_type, "ALL") != 0 &&
-			!(cJSON_IsString(type) && strcmp(type->valuestring, ss->tinfo->issue_type) == 0))
-			continue;			/* the table lists one type only */
-		return issue;
+	for (i = 0; i < ss->nrows; i++)
+	{
+		cJSON	   *code = cJSON_GetObjectItemCaseSensitive(ss->rows[i].item, "Code");
+
+		MemoryContextReset(ss->row_cxt);
+		old = MemoryContextSwitchTo(ss->row_cxt);
+		if (!list_qual_passes(node, ss, ss->rows[i].item))
+		{
+			ss->rows[i].full = NULL;
+			ss->skipped_details++;
+		}
+		else if (!cJSON_IsNumber(code))
+			malformed(ss, "DescribeIssueListWithPage", "an issue has no numeric \"Code\"");
+		else
+		{
+			codes[n] = code->valuedouble;
+			which[n++] = i;
+		}
+		MemoryContextSwitchTo(old);
 	}
-	return NULL;
+	MemoryContextReset(ss->row_cxt);
+
+	old = MemoryContextSwitchTo(ss->page_cxt);
+	issues = describe_issues(ss, codes, n);
+	for (i = 0; i < n; i++)
+		if (issues[i])
+			ss->rows[which[i]].full = merge_detail(ss->rows[which[i]].item, issues[i]);
+	MemoryContextSwitchTo(old);
 }
 
 /*
- * next_item
- *		The next object of the current page, fetching the next page when the
- *		current one is used up; NULL at the end.
+ * fetch_key_chunk
+ *		Key lookup: describe the next page_size requested codes at once; the
+ *		rows are the issues that exist and belong to the table's issue type,
+ *		in the order of the codes.
  */
-static cJSON *
-next_item(CodingScanState *ss)
+static void
+fetch_key_chunk(CodingScanState *ss)
 {
-	cJSON	   *item;
+	int			chunk = Max(ss->conn->page_size, 1);
+	double	   *codes;
+	cJSON	  **issues;
+	MemoryContext old;
+	int			n = 0;
+	int			i;
 
-	while (ss->next_item == NULL)
+	MemoryContextReset(ss->page_cxt);
+	old = MemoryContextSwitchTo(ss->page_cxt);
+	codes = palloc(sizeof(double) * chunk);
+	while (ss->next_code != NULL && n < chunk)
 	{
-		if (ss->last_page && ss->page_number > 1)
-			return NULL;
-		fetch_page(ss);
+		codes[n++] = lfirst_int(ss->next_code);
+		ss->next_code = lnext(ss->request.codes, ss->next_code);
 	}
-	item = ss->next_item;
-	ss->next_item = item->next;
-	return item;
+	issues = describe_issues(ss, codes, n);
+	ss->rows = palloc(sizeof(PageRow) * Max(n, 1));
+	ss->nrows = ss->pos = 0;
+	for (i = 0; i < n; i++)
+	{
+		cJSON	   *type;
+
+		if (issues[i] == NULL)
+			continue;
+		type = cJSON_GetObjectItemCaseSensitive(issues[i], "Type");
+		if (strcmp(ss->tinfo->issue_type, "ALL") != 0 &&
+			!(cJSON_IsString(type) && strcmp(type->valuestring, ss->tinfo->issue_type) == 0))
+			continue;			/* the table lists one type only */
+		ss->rows[ss->nrows].item = ss->rows[ss->nrows].full = issues[i];
+		ss->nrows++;
+	}
+	ss->pages++;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * more_rows
+ *		Whether another page or chunk of codes remains to be fetched.
+ */
+static bool
+more_rows(CodingScanState *ss)
+{
+	if (ss->request.key_lookup)
+		return ss->next_code != NULL;
+	return !(ss->last_page && ss->page_number > 1);
 }
 
 /*
@@ -1009,9 +1089,10 @@ list_qual_passes(ForeignScanState *node, CodingScanState *ss, cJSON *item)
 
 /*
  * codingIterateForeignScan
- *		Return the next row: from a key lookup, or from the listing, where
- *		rows that fail the quals on list columns are skipped before their
- *		DescribeIssue call when detail columns are needed.
+ *		Return the next row of the current page, fetching the next page (or
+ *		chunk of looked-up codes) when it is used up.  With detail columns,
+ *		a page's rows are described in one concurrent batch, except those
+ *		the quals on list columns already reject.
  */
 static TupleTableSlot *
 codingIterateForeignScan(ForeignScanState *node)
@@ -1019,43 +1100,40 @@ codingIterateForeignScan(ForeignScanState *node)
 	CodingScanState *ss = (CodingScanState *) node->fdw_state;
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
 	MemoryContext old;
-	cJSON	   *item;
-	cJSON	   *full;
+	PageRow    *row;
 
 	if (!ss->request_ready)
 		prepare_request(node, ss);
 	if (ss->request.empty)
 		return ExecClearTuple(slot);
 
-	old = MemoryContextSwitchTo(ss->row_cxt);
 	for (;;)
 	{
-		MemoryContextReset(ss->row_cxt);
 		CHECK_FOR_INTERRUPTS();
+		if (ss->pos < ss->nrows)
+		{
+			row = &ss->rows[ss->pos++];
+			if (row->full != NULL)
+				break;
+			continue;
+		}
+		if (!more_rows(ss))
+			return ExecClearTuple(slot);
 		if (ss->request.key_lookup)
+			fetch_key_chunk(ss);
+		else
 		{
-			item = full = next_looked_up(ss);
-			break;
+			fetch_page(ss);
+			if (ss->need_detail)
+				fetch_page_details(node, ss);
 		}
-		item = full = next_item(ss);
-		if (item == NULL || !ss->need_detail)
-			break;
-		if (list_qual_passes(node, ss, item))
-		{
-			full = fetch_detail(ss, item);
-			break;
-		}
-		ss->skipped_details++;
-	}
-	if (item == NULL)
-	{
-		MemoryContextSwitchTo(old);
-		return ExecClearTuple(slot);
 	}
 
+	MemoryContextReset(ss->row_cxt);
+	old = MemoryContextSwitchTo(ss->row_cxt);
 	ExecClearTuple(slot);
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	coding_row_to_values(ss->cols, ss->ncols, full, item, ss->conn,
+	coding_row_to_values(ss->cols, ss->ncols, row->full, row->item, ss->conn,
 						 ss->tinfo->resource, slot->tts_values, slot->tts_isnull);
 	MemoryContextSwitchTo(old);
 	return ExecStoreVirtualTuple(slot);
@@ -1073,7 +1151,8 @@ codingReScanForeignScan(ForeignScanState *node)
 
 	MemoryContextReset(ss->page_cxt);
 	MemoryContextReset(ss->row_cxt);
-	ss->next_item = NULL;
+	ss->rows = NULL;
+	ss->nrows = ss->pos = 0;
 	ss->page_number = 1;
 	ss->last_page = false;
 	ss->request_ready = false;

@@ -501,4 +501,5 @@ _PG_init(void)
 	MarkGUCPrefixReserved("coding_fdw");
 
 	coding_client_init();
+	coding_ratelimit_init();
 }

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# test/run_in_cluster.sh: runs every suite against the cluster pg_virtualenv
+# test/run_in_cluster.sh: runs the suites against the cluster pg_virtualenv
 # made (PG* variables set) and a simulated Coding server started here.
+#   run_in_cluster.sh            the simulator's self-test, pg_regress and
+#                                test/t_*.py (no shared_preload_libraries:
+#                                the foreign tables must work without it)
+#   run_in_cluster.sh --preload  test/tp_*.py, in a cluster started with
+#                                shared_preload_libraries = coding_fdw
 # Prints one "N passed, N failed" line at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +47,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+if [ "${1:-}" = "--preload" ]; then
+    SCRIPTS=("$ROOT"/test/tp_*.py)
+else
+    SCRIPTS=("$ROOT"/test/t_*.sh "$ROOT"/test/t_*.py)
+fi
+
+if [ "${1:-}" != "--preload" ]; then
+
 # 1. the simulated server's own tests
 echo "== test/test_sim.py"
 out=$(python3 "$ROOT/test/test_sim.py" 2>&1); rc=$?
@@ -77,8 +90,10 @@ fi
 [ "$p" -eq 0 ] && [ "$f" -eq 0 ] && f=1
 record pg_regress "$p" "$f"
 
+fi
+
 # 3. script tests: each prints its own "N passed, N failed"
-for t in "$ROOT"/test/t_*.sh "$ROOT"/test/t_*.py; do
+for t in "${SCRIPTS[@]}"; do
     [ -e "$t" ] || continue
     name=$(basename "$t")
     echo "== $name"

@@ -12,13 +12,19 @@ if ! bash scripts/build_install.sh; then
     echo "0 passed, 1 failed"
     exit 1
 fi
-echo "== running suites in a throwaway cluster"
 log=$(mktemp)
+echo "== running suites in a throwaway cluster"
 pg_virtualenv -v 15 "$(pwd)/test/run_in_cluster.sh" 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-# pg_virtualenv talks after the suites end: repeat their summary last
-summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1)
+rc1=${PIPESTATUS[0]}
+echo "== running suites in a cluster with shared_preload_libraries = coding_fdw"
+pg_virtualenv -v 15 -o shared_preload_libraries=coding_fdw \
+    "$(pwd)/test/run_in_cluster.sh" --preload 2>&1 | tee -a "$log"
+rc2=${PIPESTATUS[0]}
+# add up the two phases' summaries and repeat the total last, after
+# pg_virtualenv's own messages
+total=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" |
+        awk '{p += $1; f += $3; n++} END {if (n == 2) print p " passed, " f " failed"}')
 rm -f "$log"
-if [ -z "$summary" ]; then summary="0 passed, 1 failed"; rc=1; fi
-echo "$summary"
-exit "$rc"
+if [ -z "$total" ]; then total="0 passed, 1 failed"; fi
+echo "$total"
+[ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] && [ "${total#* passed, }" = "0 failed" ]

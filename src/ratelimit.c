@@ -1,0 +1,177 @@
+/*-------------------------------------------------------------------------
+ * ratelimit.c
+ *		Client-side rate limit per Coding team: requests are spaced evenly
+ *		(GCRA), so no sliding second ever holds more than rate_limit of them.
+ *
+ * Coding limits each token to about 20 requests per second per Action with
+ * a sliding window.  A token bucket with a one-second burst can send twice
+ * the rate within one second and trip it; even spacing cannot.  Spacing
+ * has 2% headroom so network jitter between our clock and Coding's never
+ * puts rate_limit + 1 requests into one of its windows.
+ *
+ * When coding_fdw is in shared_preload_libraries, the schedule of each team
+ * lives in shared memory, so all backends and the workers share one limit.
+ * Otherwise each backend keeps its own (documented in the README).  Only
+ * plain numbers are shared: never pointers or other process-local things.
+ *-------------------------------------------------------------------------
+ */
+#include "coding_fdw.h"
+
+#include <time.h>
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/memutils.h"
+
+#define RATE_SLOTS		64
+#define RATE_TEAM_LEN	64
+#define RATE_HEADROOM	1.02
+
+/* The next free send time of one team, in microseconds (CLOCK_MONOTONIC). */
+typedef struct RateSlot
+{
+	char		team[RATE_TEAM_LEN];
+	int64		next_us;
+} RateSlot;
+
+typedef struct RateShared
+{
+	slock_t		lock;
+	RateSlot	slots[RATE_SLOTS];
+} RateShared;
+
+static RateShared *rate_shared = NULL;	/* NULL: not preloaded */
+static RateSlot *rate_local = NULL;		/* this backend's own slots */
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* monotonic_us: now on the system-wide monotonic clock, in microseconds. */
+int64
+coding_monotonic_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* rate_shmem_request: ask for the shared schedule (preload only). */
+static void
+rate_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(RateShared)));
+}
+
+/* rate_shmem_startup: attach to (or create) the shared schedule. */
+static void
+rate_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	rate_shared = ShmemInitStruct("coding_fdw rate limit", sizeof(RateShared), &found);
+	if (!found)
+	{
+		memset(rate_shared, 0, sizeof(RateShared));
+		SpinLockInit(&rate_shared->lock);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * coding_ratelimit_init
+ *		From _PG_init: share the schedule when loaded at server start.
+ */
+void
+coding_ratelimit_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = rate_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = rate_shmem_startup;
+}
+
+/* coding_ratelimit_shared: whether backends share one schedule. */
+bool
+coding_ratelimit_shared(void)
+{
+	return rate_shared != NULL;
+}
+
+/*
+ * take_slot
+ *		The schedule slot of a team in "slots" (creating it), or NULL if all
+ *		are taken or the name is too long.  Called under the lock if shared.
+ */
+static RateSlot *
+take_slot(RateSlot *slots, const char *team)
+{
+	int			i;
+
+	if (strlen(team) >= RATE_TEAM_LEN)
+		return NULL;
+	for (i = 0; i < RATE_SLOTS; i++)
+		if (strcmp(slots[i].team, team) == 0)
+			return &slots[i];
+	for (i = 0; i < RATE_SLOTS; i++)
+		if (slots[i].team[0] == '\0')
+		{
+			strlcpy(slots[i].team, team, RATE_TEAM_LEN);
+			slots[i].next_us = 0;
+			return &slots[i];
+		}
+	return NULL;
+}
+
+/*
+ * coding_ratelimit_reserve
+ *		Reserve the next send time of a team at "rate" requests per second
+ *		and return it (monotonic microseconds; the caller sends at or after
+ *		it).  Never waits and never raises.
+ */
+int64
+coding_ratelimit_reserve(const char *team, double rate)
+{
+	int64		now = coding_monotonic_us();
+	int64		interval;
+	int64		at;
+	RateSlot   *slot;
+
+	if (rate <= 0)
+		return now;
+	interval = (int64) (1000000.0 * RATE_HEADROOM / rate);
+
+	if (rate_shared)
+	{
+		SpinLockAcquire(&rate_shared->lock);
+		slot = take_slot(rate_shared->slots, team);
+		if (slot)
+		{
+			at = Max(now, slot->next_us);
+			slot->next_us = at + interval;
+			SpinLockRelease(&rate_shared->lock);
+			return at;
+		}
+		SpinLockRelease(&rate_shared->lock);
+	}
+
+	/* per backend: not preloaded, or every shared slot taken */
+	if (rate_local == NULL)
+		rate_local = MemoryContextAllocZero(TopMemoryContext,
+											sizeof(RateSlot) * RATE_SLOTS);
+	slot = take_slot(rate_local, team);
+	if (slot == NULL)
+		return now;				/* more than 64 teams in one backend */
+	at = Max(now, slot->next_us);
+	slot->next_us = at + interval;
+	return at;
+}

@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""t_paging: an issues scan reads every page exactly once and no more.
+
+* Page boundaries: projects of 499, 500, 501 and 1000 issues are read in
+  ceil(N/500) DescribeIssueListWithPage calls (the last page is known from
+  TotalPage, not from an extra empty page), each code exactly once; with
+  page_size 7, 499 issues take ceil(499/7) calls.
+* LIMIT stops paging when Coding applies everything before it (no clause,
+  or an ORDER BY pushed as SortKey/SortValue), and does not when a clause
+  must be checked locally and no row passes it.
+* Retries inside a scan: a page that fails (HTTP 500, RequestLimitExceeded)
+  is retried within max_retries, the scan still returns every row once,
+  and EXPLAIN ANALYZE counts the retries; past max_retries the statement
+  fails with the class's SQLSTATE (HV000, 53400).
+* Retry-After on an HTTP 429 is honoured.
+
+Every count comes from the simulated server's request log.
+"""
+import math
+import subprocess
+import time
+
+from pgtest import Results, psql, scenario, setup_db
+
+DB = "t_paging"
+LIST = "DescribeIssueListWithPage"
+SIZES = (499, 500, 501, 1000)
+
+
+def main():
+    res = Results()
+    sim_args = ["--team", "acme", "--token", "secret-token", "--seed", "11"]
+    for n in SIZES:
+        sim_args += ["--project", "p%d:%d" % (n, n)]
+    with scenario(DB, *sim_args) as sim:
+        setup_db(DB, sim, "p499")
+        for n in SIZES:
+            psql("CREATE SCHEMA p{0}; IMPORT FOREIGN SCHEMA p{0} LIMIT TO (issues) "
+                 "FROM SERVER coding INTO p{0}".format(n), db=DB)
+        # a function that runs a statement and returns its SQLSTATE and message
+        psql("""CREATE FUNCTION sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+                BEGIN
+                  EXECUTE q;
+                  RETURN 'no error';
+                EXCEPTION WHEN OTHERS THEN
+                  RETURN SQLSTATE || ' ' || SQLERRM;
+                END $$""", db=DB)
+
+        def clear():
+            sim.call("DELETE", "/_sim/log")
+            sim.call("DELETE", "/_sim/faults")
+
+        def list_calls():
+            return sim.call("GET", "/_sim/log/count?action=" + LIST)["count"]
+
+        def list_log():
+            return sim.call("GET", "/_sim/log?action=" + LIST)["requests"]
+
+        def server_option(name, value):
+            """Set (value) or drop (None) a server option."""
+            have = psql("SELECT count(*) FROM pg_foreign_server, unnest(srvoptions) o "
+                        "WHERE srvname = 'coding' AND o LIKE '%s=%%'" % name, db=DB) == "1"
+            if value is None:
+                if have:
+                    psql("ALTER SERVER coding OPTIONS (DROP %s)" % name, db=DB)
+            else:
+                psql("ALTER SERVER coding OPTIONS (%s %s '%s')"
+                     % ("SET" if have else "ADD", name, value), db=DB)
+
+        # ---- page boundaries ------------------------------------------------
+
+        def boundaries(n, page_size=500):
+            def run():
+                clear()
+                out = psql("SELECT count(*), count(DISTINCT code), min(code), max(code) "
+                           "FROM p%d.issues" % n, db=DB)
+                assert out == "%d|%d|1|%d" % (n, n, n), out
+                want = math.ceil(n / page_size)
+                got = list_calls()
+                assert got == want, "%d %s calls, want %d" % (got, LIST, want)
+                pages = [e["body"].get("PageNumber") for e in list_log()]
+                sizes = {e["body"].get("PageSize") for e in list_log()}
+                assert pages == list(range(1, want + 1)), "pages requested: %s" % pages
+                assert sizes == {page_size}, "PageSize sent: %s" % sizes
+            return run
+
+        for n in SIZES:
+            res.check("%d issues: every code once, %d list call(s)" % (n, math.ceil(n / 500)),
+                      boundaries(n))
+
+        def small_pages():
+            server_option("page_size", "7")
+            try:
+                boundaries(499, 7)()
+            finally:
+                server_option("page_size", None)
+        res.check("499 issues with page_size 7: every code once, %d list calls"
+                  % math.ceil(499 / 7), small_pages)
+
+        # ---- LIMIT stops paging -------------------------------------------
+
+        server_option("page_size", "100")
+
+        def limit_plain():
+            clear()
+            out = psql("SELECT code FROM p1000.issues LIMIT 5", db=DB)
+            assert out.split("\n") == ["1", "2", "3", "4", "5"], out
+            assert list_calls() == 1, "%d list calls" % list_calls()
+        res.check("LIMIT 5 without ORDER BY: 1 list call", limit_plain)
+
+        def limit_sorted():
+            q = "SELECT code, updated_at FROM p1000.issues ORDER BY updated_at DESC LIMIT %d"
+            # the data must not have a tie across the 5th/6th row, or "the
+            # same rows" would not be defined
+            six = psql("SET coding_fdw.enable_pushdown = off; " + q % 6, db=DB).split("\n")
+            assert six[4].split("|")[1] != six[5].split("|")[1], "tie at the LIMIT: %s" % six
+            clear()
+            pushed = psql(q % 5, db=DB).split("\n")
+            log = list_log()
+            assert len(log) == 1, "%d list calls with pushdown" % len(log)
+            body = log[0]["body"]
+            assert (body.get("SortKey"), body.get("SortValue")) == ("UPDATED_AT", "DESC"), body
+            assert body.get("PageNumber") == 1, body
+            clear()
+            local = psql("SET coding_fdw.enable_pushdown = off; " + q % 5, db=DB).split("\n")
+            assert list_calls() == 10, "%d list calls without pushdown" % list_calls()
+            assert len(pushed) == 5, pushed
+            # ties inside the first five may come in either order locally
+            assert sorted(pushed) == sorted(local), "pushed %s, local %s" % (pushed, local)
+            assert [r.split("|")[1] for r in pushed] == [r.split("|")[1] for r in local]
+        res.check("ORDER BY updated_at DESC LIMIT 5: 1 call with SortKey, same rows as "
+                  "without pushdown (10 calls)", limit_sorted)
+
+        def limit_local_filter():
+            clear()
+            out = psql("SELECT code FROM p1000.issues WHERE description LIKE '%zzz-no-such%' "
+                       "LIMIT 5", db=DB)
+            assert out == "", out
+            assert list_calls() == 10, "%d list calls" % list_calls()
+            pages = [e["body"].get("PageNumber") for e in list_log()]
+            assert pages == list(range(1, 11)), pages
+        res.check("LIMIT 5 with a local-only filter matching nothing: all 10 pages", limit_local_filter)
+
+        # ---- retries inside a scan --------------------------------------------
+
+        server_option("max_retries", "3")
+        explain = ("EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF, SUMMARY OFF) "
+                   "SELECT code FROM p1000.issues")
+
+        def retried(ftype, error_code):
+            def run():
+                clear()
+                sim.fault(type=ftype, action=LIST, skip=2, count=2)
+                out = psql("SELECT count(*), count(DISTINCT code), min(code), max(code) "
+                           "FROM p1000.issues", db=DB)
+                assert out == "1000|1000|1|1000", out
+                log = list_log()
+                pages = [e["body"]["PageNumber"] for e in log]
+                assert pages == [1, 2, 3, 3, 3] + list(range(4, 11)), pages
+                faults = [(e["body"]["PageNumber"], e["fault"], e["error_code"])
+                          for e in log if e["fault"]]
+                assert faults == [(3, ftype, error_code)] * 2, faults
+                assert sim.call("GET", "/_sim/faults")["faults"] == []
+
+                clear()
+                sim.fault(type=ftype, action=LIST, skip=2, count=2)
+                plan = psql(explain, db=DB).split("\n")
+                lines = [l.strip() for l in plan]
+                assert "Coding retries: 2" in lines, plan
+                assert "Coding calls: 12" in lines, plan
+                assert "Coding pages: 10" in lines, plan
+                assert any(l.startswith("Foreign Scan on p1000.issues (actual rows=1000 loops=1)")
+                           for l in lines), plan
+                assert list_calls() == 12, "%d list calls" % list_calls()
+            return run
+
+        res.check("http_500 twice on page 3: 1000 rows, retries 2, calls 12",
+                  retried("http_500", None))
+        res.check("RequestLimitExceeded twice on page 3: 1000 rows, retries 2, calls 12",
+                  retried("rate_limited", "RequestLimitExceeded"))
+
+        def exhausted(ftype, sqlstate, message):
+            def run():
+                clear()
+                sim.fault(type=ftype, action=LIST, skip=2, count=5)
+                out = psql("SELECT sqlstate_of('SELECT count(*) FROM p1000.issues')", db=DB)
+                assert out.startswith(sqlstate + " " + message), out
+                assert 'team "acme", project "p1000", Action %s' % LIST in out, out
+                pages = [e["body"]["PageNumber"] for e in list_log()]
+                # 1 + max_retries attempts at page 3, then nothing more
+                assert pages == [1, 2, 3, 3, 3, 3], pages
+                left = sim.call("GET", "/_sim/faults")["faults"]
+                assert [f["count"] for f in left] == [1], left
+                # psql's own error output carries the same SQLSTATE
+                clear()
+                sim.fault(type=ftype, action=LIST, skip=2, count=5)
+                r = subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "VERBOSITY=verbose",
+                                    "-d", DB, "-c", "SELECT count(*) FROM p1000.issues"],
+                                   capture_output=True, text=True, timeout=60)
+                assert r.returncode != 0, r.stdout
+                assert ("ERROR:  %s: %s" % (sqlstate, message)) in r.stderr, r.stderr
+                assert list_calls() == 6, "%d list calls" % list_calls()
+                if ftype == "http_500":
+                    assert "(after 4 attempts)" in r.stderr, r.stderr
+                clear()
+            return run
+
+        res.check("http_500 five times > max_retries 3: SQLSTATE HV000 after 4 attempts",
+                  exhausted("http_500", "HV000", "Coding request failed"))
+        res.check("RequestLimitExceeded five times > max_retries 3: SQLSTATE 53400",
+                  exhausted("rate_limited", "53400", "Coding rate limit exceeded after 4 attempts"))
+
+        def retry_after():
+            clear()
+            sim.fault(type="http_429", retry_after=1, count=1)
+            t0 = time.monotonic()
+            out = psql("SELECT count(*), count(DISTINCT code) FROM p499.issues", db=DB)
+            elapsed = time.monotonic() - t0
+            assert out == "499|499", out
+            log = list_log()
+            # p499 in pages of 100: page 1 twice, then pages 2 to 5
+            assert [(e["body"]["PageNumber"], e["fault"]) for e in log] == \
+                [(1, "http_429"), (1, None), (2, None), (3, None), (4, None), (5, None)], log
+            wait = log[1]["ts"] - log[0]["ts"]
+            print("     Retry-After 1: query %.2f s, retry sent %.2f s after the 429"
+                  % (elapsed, wait))
+            # (the log's wall-clock stamps get 10 ms for clock granularity)
+            assert wait >= 0.99, "retried %.3f s after the 429" % wait
+            assert elapsed >= 1.0, "query took %.3f s" % elapsed
+            assert elapsed < 5.0, "query took %.3f s" % elapsed
+        res.check("HTTP 429 with Retry-After: 1 is waited for, then the scan succeeds",
+                  retry_after)
+    res.finish()
+
+
+if __name__ == "__main__":
+    main()

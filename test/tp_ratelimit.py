@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""tp_ratelimit: with coding_fdw in shared_preload_libraries, the client-side
+rate limit (server option rate_limit) is shared by every backend that talks
+to the same team, so concurrent sessions together stay under it.
+
+Run in a cluster started with shared_preload_libraries=coding_fdw:
+
+    pg_virtualenv -v 15 -o shared_preload_libraries=coding_fdw python3 test/tp_ratelimit.py
+
+The server has rate_limit '8' and max_retries '0' (a request Coding rejects
+would fail the query); the simulated Coding server limits each Action to 10
+requests in any sliding second.  Each session runs
+SELECT code, epic FROM issues WHERE code <= 40: one list call and one
+DescribeIssue per row (epic is a detail column), 41 calls.
+
+* Control: one session alone gets close to 8 requests/s.
+* Four sessions at once: in the simulated server's request log, no sliding
+  one-second window holds more than 8 + 1 requests (one of tolerance for
+  clock edges), the run spans at least (calls - 8) / 8 seconds, and Coding
+  never answered RequestLimitExceeded.
+"""
+import subprocess
+import time
+
+from pgtest import Results, psql, scenario, setup_db
+
+DB = "tp_ratelimit"
+PROJECT = "rl"
+RATE = 8
+SIM_RATE = 10
+SESSIONS = 4
+ROWS = 40
+QUERY = "SELECT code, epic FROM coding.issues WHERE code <= %d" % ROWS
+CALLS_PER_SESSION = 1 + ROWS          # the list, then one DescribeIssue per row
+
+
+def max_in_window(stamps, width=1.0):
+    """The largest number of stamps in any half-open window [t, t + width)."""
+    stamps = sorted(stamps)
+    best, j = 0, 0
+    for i in range(len(stamps)):
+        while j < len(stamps) and stamps[j] < stamps[i] + width:
+            j += 1
+        best = max(best, j - i)
+    return best
+
+
+def run_sessions(n, timeout):
+    """Start n psql sessions running QUERY together; wait for all (with a
+    deadline).  Returns (wall seconds, [(returncode, stdout, stderr)])."""
+    t0 = time.monotonic()
+    procs = [subprocess.Popen(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
+                               "-d", DB, "-c", QUERY],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(n)]
+    deadline = t0 + timeout
+    results = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                if q.poll() is None:
+                    q.kill()
+            for q in procs:
+                q.communicate()
+            raise AssertionError("%d sessions did not finish within %ss" % (n, timeout))
+        results.append((p.returncode, out, err))
+    return time.monotonic() - t0, results
+
+
+def check_session_output(results):
+    for i, (rc, out, err) in enumerate(results):
+        assert rc == 0, "session %d failed: %s" % (i + 1, err.strip())
+        codes = sorted(int(line.split("|", 1)[0]) for line in out.strip().split("\n") if line)
+        assert codes == list(range(1, ROWS + 1)), \
+            "session %d returned codes %s" % (i + 1, codes)
+
+
+def main():
+    res = Results()
+    with scenario(DB, "--team", "acme", "--project", "%s:200" % PROJECT,
+                  "--token", "secret-token", "--seed", "13",
+                  "--rate-limit", str(SIM_RATE)) as sim:
+
+        def preloaded():
+            libs = psql("SHOW shared_preload_libraries")
+            assert "coding_fdw" in [x.strip() for x in libs.split(",")], \
+                "run in a cluster with shared_preload_libraries=coding_fdw (have %r)" % libs
+        res.check("coding_fdw is in shared_preload_libraries", preloaded)
+
+        setup_db(DB, sim, PROJECT)
+        psql("ALTER SERVER coding OPTIONS (SET rate_limit '%d', ADD max_retries '0')" % RATE,
+             db=DB)
+
+        def log():
+            return sim.call("GET", "/_sim/log")["requests"]
+
+        def no_rejections(entries):
+            rejected = [e for e in entries if e["error_code"] == "RequestLimitExceeded"]
+            assert not rejected, "%d of %d requests got RequestLimitExceeded, first: %s" % (
+                len(rejected), len(entries), rejected[0])
+
+        def counts_ok(entries, sessions):
+            actions = [e["action"] for e in entries]
+            got = (actions.count("DescribeIssueListWithPage"), actions.count("DescribeIssue"),
+                   len(actions))
+            want = (sessions, sessions * ROWS, sessions * CALLS_PER_SESSION)
+            assert got == want, "(list, DescribeIssue, all) calls %s, want %s" % (got, want)
+
+        # ---- control: one session alone -----------------------------------
+
+        def fresh_start():
+            """Empty log; the simulated server forgets its rate windows, so one
+            run's last second does not count against the next."""
+            sim.call("POST", "/_sim/rate_limit", {"per_second": SIM_RATE})
+            sim.call("DELETE", "/_sim/log")
+
+        fresh_start()
+        single = {}
+
+        def one_session():
+            wall, results = run_sessions(1, 12)
+            single["wall"] = wall
+            check_session_output(results)
+            entries = log()
+            single["entries"] = entries
+            counts_ok(entries, 1)
+            no_rejections(entries)
+            n = len(entries)
+            bound = 1.3 * n / RATE + 1
+            print("     1 session: %d calls in %.2f s (%.1f req/s; bound %.2f s)"
+                  % (n, wall, n / wall, bound))
+            assert wall <= bound, "%d calls took %.2f s > %.2f s" % (n, wall, bound)
+        res.check("one session alone: %d calls at close to %d req/s, none rejected"
+                  % (CALLS_PER_SESSION, RATE), one_session)
+
+        def single_window():
+            stamps = [e["ts"] for e in single.get("entries") or log()]
+            m = max_in_window(stamps)
+            assert m <= RATE + 1, "%d requests within one second" % m
+        res.check("one session: at most %d + 1 requests in any second" % RATE, single_window)
+
+        # ---- four sessions at once ------------------------------------------
+
+        fresh_start()
+        together = {}
+
+        def four_sessions():
+            wall, results = run_sessions(SESSIONS, 35)
+            together["wall"] = wall
+            entries = log()
+            together["entries"] = entries
+            stamps = sorted(e["ts"] for e in entries)
+            span = stamps[-1] - stamps[0] if stamps else 0.0
+            print("     %d sessions: %d calls in %.2f s (log span %.2f s, %.1f req/s)"
+                  % (SESSIONS, len(entries), wall, span, len(entries) / max(span, 1e-3)))
+            check_session_output(results)
+            counts_ok(entries, SESSIONS)
+        res.check("%d concurrent sessions each return their %d rows with %d calls"
+                  % (SESSIONS, ROWS, CALLS_PER_SESSION), four_sessions)
+
+        def shared_window():
+            stamps = [e["ts"] for e in together.get("entries") or log()]
+            assert stamps, "no requests logged"
+            m = max_in_window(stamps)
+            print("     busiest second: %d requests" % m)
+            assert m <= RATE + 1, "%d requests within one second (limit %d + 1)" % (m, RATE)
+        res.check("%d sessions together: at most %d + 1 requests in any second"
+                  % (SESSIONS, RATE), shared_window)
+
+        def shared_span():
+            stamps = sorted(e["ts"] for e in together.get("entries") or log())
+            assert stamps, "no requests logged"
+            n = len(stamps)
+            need = (n - RATE) / RATE
+            span = stamps[-1] - stamps[0]
+            assert span >= need, "%d calls in %.2f s, need at least %.2f s" % (n, span, need)
+        res.check("%d sessions together: the run spans at least (calls - %d) / %d s"
+                  % (SESSIONS, RATE, RATE), shared_span)
+
+        def shared_no_rejections():
+            entries = together.get("entries") or log()
+            assert entries, "no requests logged"
+            no_rejections(entries)
+        res.check("%d sessions together: Coding (limit %d/s per Action) never answered "
+                  "RequestLimitExceeded" % (SESSIONS, SIM_RATE), shared_no_rejections)
+    res.finish()
+
+
+if __name__ == "__main__":
+    main()
