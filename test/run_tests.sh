@@ -12,6 +12,12 @@ if ! bash scripts/build_install.sh; then
     echo "0 passed, 1 failed"
     exit 1
 fi
+# a run that was killed can leave pg_virtualenv's cluster behind, which
+# makes the next one refuse to start: drop it if nothing is running in it
+if [ -d /etc/postgresql/15/regress ] && ! pg_ctlcluster 15 regress status >/dev/null 2>&1; then
+    echo "== dropping a stale 15/regress cluster left by an interrupted run"
+    pg_dropcluster 15 regress || true
+fi
 log=$(mktemp)
 echo "== running suites in a throwaway cluster"
 pg_virtualenv -v 15 "$(pwd)/test/run_in_cluster.sh" 2>&1 | tee "$log"
