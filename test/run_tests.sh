@@ -14,7 +14,8 @@ if ! bash scripts/build_install.sh; then
 fi
 # a run that was killed can leave pg_virtualenv's cluster behind, which
 # makes the next one refuse to start: drop it if nothing is running in it
-if [ -d /etc/postgresql/15/regress ] && ! pg_ctlcluster 15 regress status >/dev/null 2>&1; then
+if [ -d /etc/postgresql/15/regress ] && ! pgrep -f /usr/bin/pg_virtualenv >/dev/null &&
+   ! pg_ctlcluster 15 regress status >/dev/null 2>&1; then
     echo "== dropping a stale 15/regress cluster left by an interrupted run"
     # (pg_dropcluster refuses when the data directory is gone: then only
     # the configuration is left)
