@@ -11,4 +11,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/build_install.sh
-exec pg_virtualenv -v 15 "$(pwd)/scripts/demo_in_cluster.sh" "$@"
+exec pg_virtualenv -t -v 15 "$(pwd)/scripts/demo_in_cluster.sh" "$@"

@@ -4,7 +4,8 @@
 # Run as root on a fresh Debian 12 machine: installs the Debian packages it
 # needs, builds and installs coding_fdw, then runs every suite inside a
 # throwaway cluster made by pg_virtualenv (PostgreSQL refuses to run as
-# root; pg_virtualenv runs the server as "postgres").  Ends with one line
+# root; pg_virtualenv runs the server as "postgres"; -t keeps its clusters
+# in a temporary directory, so an interrupted run leaves nothing behind).  Ends with one line
 # "N passed, N failed" and exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,21 +13,12 @@ if ! bash scripts/build_install.sh; then
     echo "0 passed, 1 failed"
     exit 1
 fi
-# a run that was killed can leave pg_virtualenv's cluster behind, which
-# makes the next one refuse to start: drop it if nothing is running in it
-if [ -d /etc/postgresql/15/regress ] && ! pgrep -f /usr/bin/pg_virtualenv >/dev/null &&
-   ! pg_ctlcluster 15 regress status >/dev/null 2>&1; then
-    echo "== dropping a stale 15/regress cluster left by an interrupted run"
-    # (pg_dropcluster refuses when the data directory is gone: then only
-    # the configuration is left)
-    pg_dropcluster 15 regress 2>/dev/null || rm -rf /etc/postgresql/15/regress
-fi
 log=$(mktemp)
 echo "== running suites in a throwaway cluster"
-pg_virtualenv -v 15 "$(pwd)/test/run_in_cluster.sh" 2>&1 | tee "$log"
+pg_virtualenv -t -v 15 "$(pwd)/test/run_in_cluster.sh" 2>&1 | tee "$log"
 rc1=${PIPESTATUS[0]}
 echo "== running suites in a cluster with shared_preload_libraries = coding_fdw"
-pg_virtualenv -v 15 -o shared_preload_libraries=coding_fdw \
+pg_virtualenv -t -v 15 -o shared_preload_libraries=coding_fdw \
     "$(pwd)/test/run_in_cluster.sh" --preload 2>&1 | tee -a "$log"
 rc2=${PIPESTATUS[0]}
 # add up the two phases' summaries and repeat the total last, after
