@@ -13,19 +13,20 @@ if ! bash scripts/build_install.sh; then
     echo "0 passed, 1 failed"
     exit 1
 fi
-log=$(mktemp)
+log1=$(mktemp)
+log2=$(mktemp)
 echo "== running suites in a throwaway cluster"
-pg_virtualenv -t -v 15 "$(pwd)/test/run_in_cluster.sh" 2>&1 | tee "$log"
+pg_virtualenv -t -v 15 "$(pwd)/test/run_in_cluster.sh" 2>&1 | tee "$log1"
 rc1=${PIPESTATUS[0]}
 echo "== running suites in a cluster with shared_preload_libraries = coding_fdw"
 pg_virtualenv -t -v 15 -o shared_preload_libraries=coding_fdw \
-    "$(pwd)/test/run_in_cluster.sh" --preload 2>&1 | tee -a "$log"
+    "$(pwd)/test/run_in_cluster.sh" --preload 2>&1 | tee "$log2"
 rc2=${PIPESTATUS[0]}
-# add up the two phases' summaries and repeat the total last, after
-# pg_virtualenv's own messages
-total=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" |
-        awk '{p += $1; f += $3; n++} END {if (n == 2) print p " passed, " f " failed"}')
-rm -f "$log"
-if [ -z "$total" ]; then total="0 passed, 1 failed"; fi
+# each phase ends with its total; add them up and repeat the sum last,
+# after pg_virtualenv's own messages (a phase without a total failed)
+total=$(for log in "$log1" "$log2"; do
+            grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1 | grep . || echo "0 passed, 1 failed"
+        done | awk '{p += $1; f += $3} END {print p " passed, " f " failed"}')
+rm -f "$log1" "$log2"
 echo "$total"
 [ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] && [ "${total#* passed, }" = "0 failed" ]
