@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# bench/run_bench.sh: the benchmark command (bench/README.md).
+#
+# Run as root on Debian 12: builds and installs coding_fdw with
+# scripts/build_install.sh, then runs the benchmarks inside ONE throwaway
+# cluster made by pg_virtualenv (PostgreSQL refuses to run as root;
+# pg_virtualenv runs the server as "postgres") and writes the report to
+# bench/results.txt.  Progress goes to the terminal.
+#
+#   bench/run_bench.sh [--quick] [--no-build] [--only LIST] [--out FILE]
+#
+#   --quick     every benchmark at a small scale (a smoke test, under 2 minutes)
+#   --no-build  use the coding_fdw already installed
+#   --only LIST comma-separated subset of: calls,scan_speed,memory,details
+#               (default: all four; details takes 8-9 minutes at full scale)
+#   --out FILE  where the report goes (default bench/results.txt)
+#
+# Exits non-zero if a benchmark failed (its error is in the report).
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$(pwd)
+
+QUICK=""
+BUILD=1
+ONLY="calls,scan_speed,memory,details"
+OUT="$ROOT/bench/results.txt"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK="--quick" ;;
+        --no-build) BUILD=0 ;;
+        --only) ONLY="$2"; shift ;;
+        --only=*) ONLY="${1#--only=}" ;;
+        --out) OUT="$2"; shift ;;
+        --out=*) OUT="${1#--out=}" ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+for b in ${ONLY//,/ }; do
+    case "$b" in
+        calls|scan_speed|memory|details) ;;
+        *) echo "unknown benchmark: $b (calls, scan_speed, memory, details)" >&2; exit 2 ;;
+    esac
+done
+case "$OUT" in /*) ;; *) OUT="$(pwd)/$OUT" ;; esac
+
+if [ "$BUILD" = 1 ]; then
+    bash scripts/build_install.sh || { echo "build failed"; exit 1; }
+fi
+
+echo "== running benchmarks ($ONLY${QUICK:+, quick scale}) in a throwaway cluster"
+# -t: a temporary cluster directory even as root, so this never collides with
+# another pg_virtualenv (test/run_tests.sh) running on the machine.
+pg_virtualenv -t -v 15 bash "$ROOT/bench/run_in_cluster.sh" "$OUT" "$ONLY" $QUICK
+rc=$?
+echo "== report: $OUT"
+exit $rc
