@@ -117,14 +117,17 @@ CREATE FOREIGN TABLE misfit2 (code int, created smallint OPTIONS (field 'Created
   SERVER coding OPTIONS (resource 'issues');
 SELECT * FROM misfit2;
 
--- rescans: the inner side of a nested loop reads the pages again
+-- rescans: the inner side of a nested loop reads the pages again (without
+-- pushdown, which would give it a parameterized path: see pushdown.sql)
 SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_material = off;
+SET coding_fdw.enable_pushdown = off;
 EXPLAIN (COSTS OFF)
 SELECT i.code, m.name FROM coding.project_members m JOIN coding.issues i ON i.assignee_id = m.id
  WHERE i.code <= 5;
 SELECT i.code, m.name FROM coding.project_members m JOIN coding.issues i ON i.assignee_id = m.id
  WHERE i.code <= 5 ORDER BY i.code;
 RESET enable_hashjoin; RESET enable_mergejoin; RESET enable_material;
+RESET coding_fdw.enable_pushdown;
 
 -- a small page size pages correctly (60 issues in pages of 7)
 ALTER SERVER coding OPTIONS (ADD page_size '7');

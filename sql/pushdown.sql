@@ -60,6 +60,9 @@ SELECT same_rows($$SELECT code FROM coding.issues WHERE iteration_code IS NULL$$
 SELECT same_rows($$SELECT code FROM coding.issues WHERE parent_code = $$ || :pcode);
 SELECT same_rows($$SELECT code FROM coding.issues WHERE issue_type_id = $$ || :tid);
 SELECT same_rows($$SELECT code FROM coding.issues WHERE labels @> '[{"Name": "bug"}]'$$);
+-- <> and NOT IN on a column with a closed set of values: the other values
+SELECT same_rows($$SELECT code FROM coding.issues WHERE issue_status_type <> 'COMPLETED'$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE issue_status_type NOT IN ('TODO', 'COMPLETED')$$);
 -- two clauses on one key: the first is sent, both are checked
 SELECT same_rows($$SELECT code FROM coding.issues WHERE priority IN (1, 2) AND priority = 2$$);
 \! $SIMCTL bodies --action DescribeIssueListWithPage --omit ProjectName,PageSize,ShowSubIssues,SortKey,SortValue,IssueType,PageNumber
@@ -116,6 +119,7 @@ SELECT code, type FROM defects WHERE code IN (1, 2, 3, 4, 5, 6) ORDER BY code;
 SELECT count(*) FROM coding.issues WHERE code = ANY('{}');
 SELECT count(*) FROM defects WHERE type = 'EPIC';
 SELECT count(*) FROM coding.issues WHERE created_at > '2025-06-01' AND created_at < '2025-05-01';
+SELECT count(*) FROM coding.issues WHERE issue_status_type NOT IN ('TODO', 'PROCESSING', 'COMPLETED');
 \! $SIMCTL count
 -- a prepared statement's parameter is pushed too
 PREPARE by_code(int) AS SELECT code, name FROM coding.issues WHERE code = $1;
@@ -163,6 +167,15 @@ SELECT same_rows($$SELECT w.c, i.name FROM wanted w JOIN coding.issues i ON i.co
 INSERT INTO wanted SELECT g FROM generate_series(20, 59) g;
 ANALYZE wanted;
 EXPLAIN (COSTS OFF) SELECT w.c, i.name FROM wanted w JOIN coding.issues i ON i.code = w.c;
+-- a join on iteration_code: one filtered listing per outer iteration
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT it.code, count(i.code) FROM coding.iterations it JOIN coding.issues i ON i.iteration_code = it.code
+ WHERE it.status = 'PROCESSING' GROUP BY it.code;
+\! $SIMCTL clear-log
+SELECT it.code, count(i.code) FROM coding.iterations it JOIN coding.issues i ON i.iteration_code = it.code
+ WHERE it.status = 'PROCESSING' GROUP BY it.code;
+\! $SIMCTL bodies --omit ProjectName,PageSize,ShowSubIssues,SortKey,SortValue,Limit,Offset
+SELECT same_rows($$SELECT it.code, i.code FROM coding.iterations it JOIN coding.issues i ON i.iteration_code = it.code WHERE it.status = 'PROCESSING'$$);
 ALTER SERVER coding OPTIONS (DROP page_size);
 
 -- iterations: Status, Assignee, Keywords and dates in the request
@@ -171,6 +184,7 @@ EXPLAIN (VERBOSE, COSTS OFF)
 SELECT code FROM coding.iterations WHERE status = 'COMPLETED' AND start_at >= '2024-01-01';
 SELECT same_rows($$SELECT code, status FROM coding.iterations WHERE status = 'COMPLETED' AND start_at >= '2024-01-01'$$);
 SELECT same_rows($$SELECT code FROM coding.iterations WHERE status IN ('PROCESSING', 'WAIT_PROCESS')$$);
+SELECT same_rows($$SELECT code FROM coding.iterations WHERE status <> 'COMPLETED'$$);
 SELECT same_rows($$SELECT code FROM coding.iterations WHERE assignee_id = (SELECT min(assignee_id) FROM coding.iterations)$$);
 SELECT same_rows($$SELECT code, name FROM coding.iterations WHERE name LIKE '%发布%' AND end_at <= '2025-12-31'$$);
 \! $SIMCTL bodies --action DescribeIterationList --omit ProjectName,Limit,Offset

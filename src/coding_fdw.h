@@ -209,7 +209,9 @@ enum
 	CODING_OP_NULL,
 	CODING_OP_LIKE,
 	CODING_OP_ILIKE,
-	CODING_OP_CONTAINS
+	CODING_OP_CONTAINS,
+	CODING_OP_NE,
+	CODING_OP_NOT_ANY
 };
 
 /* A WHERE clause that can narrow the Coding request. */
@@ -236,6 +238,8 @@ extern bool coding_enable_pushdown;
 extern CodingPushedItem *coding_classify_clause(Oid relid, Index scanrelid,
 												CodingResource res, Expr *clause);
 extern const char *coding_op_name(int op);
+extern bool coding_column_pushable(Oid relid, CodingResource res,
+								   AttrNumber attnum, const char *column);
 extern const char *coding_sort_key(Oid relid, Index scanrelid,
 								   CodingResource res, Expr *expr);
 extern void coding_build_request(CodingRequest *req, CodingResource res,

@@ -45,8 +45,12 @@ PG_FUNCTION_INFO_V1(coding_fdw_handler);
  */
 #define CODING_CALL_COST	1000.0
 
-/* Rows assumed before a scan has told us how many there are. */
-#define DEFAULT_ISSUE_ROWS	1000.0
+/*
+ * Rows assumed before a scan has told us how many there are.  A team's
+ * project typically holds thousands of issues; assuming few would make a
+ * fresh session list a large project for a join of a handful of rows.
+ */
+#define DEFAULT_ISSUE_ROWS	10000.0
 #define DEFAULT_OTHER_ROWS	50.0
 
 /* DescribeIssue calls in flight at once (the rate limit still applies). */
@@ -363,10 +367,10 @@ pushed_selectivity(PlannerInfo *root, RelOptInfo *baserel, Oid relid,
 	return clauselist_selectivity(root, pushed, 0, JOIN_INNER, NULL);
 }
 
-/* ec_member_is_code: callback finding the issue code column in an EC. */
+/* ec_member_is_column: callback finding one column of the rel in an EC. */
 static bool
-ec_member_is_code(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
-				  EquivalenceMember *em, void *arg)
+ec_member_is_column(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
+					EquivalenceMember *em, void *arg)
 {
 	Expr	   *expr = em->em_expr;
 
@@ -379,54 +383,80 @@ ec_member_is_code(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
 }
 
 /*
- * add_code_param_paths
- *		For joins on issues.code, a parameterized path that calls
- *		DescribeIssue once per outer row, costed as one call per loop: the
- *		planner picks it over a full listing when the outer side is small.
+ * add_param_paths
+ *		For joins on a column Coding can filter by, a parameterized path that
+ *		asks Coding for the outer row's value only: one DescribeIssue per
+ *		outer row for issues.code, one filtered listing per outer row for
+ *		iteration_code, assignee_id, creator_id and parent_code.  Costed in
+ *		calls per loop, so the planner picks it over listing everything when
+ *		the outer side is small.
  */
 static void
-add_code_param_paths(PlannerInfo *root, RelOptInfo *baserel, Oid relid,
-					 CodingPlanState *ps)
+add_param_paths(PlannerInfo *root, RelOptInfo *baserel, Oid relid,
+				CodingPlanState *ps)
 {
-	List	   *clauses;
-	ListCell   *lc;
+	static const char *const join_columns[] = {
+		"code", "iteration_code", "assignee_id", "creator_id", "parent_code"
+	};
+	int			c;
 
-	clauses = generate_implied_equalities_for_column(root, baserel, ec_member_is_code,
-													 &ps->code_attno,
-													 baserel->lateral_referencers);
-	foreach(lc, baserel->joininfo)
+	if (ps->tinfo->resource != CODING_RES_ISSUES)
+		return;
+	for (c = 0; c < (int) lengthof(join_columns); c++)
 	{
-		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		const char *column = join_columns[c];
+		bool		is_code = strcmp(column, "code") == 0;
+		AttrNumber	attno = get_attnum(relid, column);
+		List	   *clauses;
+		ListCell   *lc;
 
-		if (join_clause_is_movable_to(rinfo, baserel))
-			clauses = lappend(clauses, rinfo);
-	}
-
-	foreach(lc, clauses)
-	{
-		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
-		CodingPushedItem *item;
-		Relids		required_outer;
-		ParamPathInfo *ppi;
-
-		item = coding_classify_clause(relid, baserel->relid, CODING_RES_ISSUES,
-									  rinfo->clause);
-		if (item == NULL || strcmp(item->column, "code") != 0 ||
-			item->op != CODING_OP_EQ)
+		if (!coding_column_pushable(relid, CODING_RES_ISSUES, attno, column))
 			continue;
-		required_outer = bms_union(rinfo->clause_relids, baserel->lateral_relids);
-		required_outer = bms_del_member(required_outer, baserel->relid);
-		if (bms_is_empty(required_outer))
+		if (is_code && !ps->key_allowed)
 			continue;
-		ppi = get_baserel_parampathinfo(root, baserel, required_outer);
-		/* one DescribeIssue per loop; it carries the detail columns too */
-		add_path(baserel, (Path *)
-				 create_foreignscan_path(root, baserel, NULL, ppi->ppi_rows,
-										 CODING_CALL_COST,
-										 CODING_CALL_COST + ppi->ppi_rows * cpu_tuple_cost,
-										 NIL, required_outer, NULL,
-										 list_make2(makeString(pstrdup("CODE")),
-													makeInteger(0))));
+		clauses = generate_implied_equalities_for_column(root, baserel,
+														 ec_member_is_column, &attno,
+														 baserel->lateral_referencers);
+		foreach(lc, baserel->joininfo)
+		{
+			RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+
+			if (join_clause_is_movable_to(rinfo, baserel))
+				clauses = lappend(clauses, rinfo);
+		}
+
+		foreach(lc, clauses)
+		{
+			RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+			CodingPushedItem *item;
+			Relids		required_outer;
+			ParamPathInfo *ppi;
+			double		calls;
+
+			item = coding_classify_clause(relid, baserel->relid, CODING_RES_ISSUES,
+										  rinfo->clause);
+			if (item == NULL || strcmp(item->column, column) != 0 ||
+				item->op != CODING_OP_EQ)
+				continue;
+			required_outer = bms_union(rinfo->clause_relids, baserel->lateral_relids);
+			required_outer = bms_del_member(required_outer, baserel->relid);
+			if (bms_is_empty(required_outer))
+				continue;
+			ppi = get_baserel_parampathinfo(root, baserel, required_outer);
+			if (is_code)
+				calls = 1;		/* DescribeIssue carries the details too */
+			else
+				calls = Max(1, ceil(ppi->ppi_rows / ps->conn->page_size)) +
+					(ps->need_detail ? ppi->ppi_rows : 0);
+			add_path(baserel, (Path *)
+					 create_foreignscan_path(root, baserel, NULL, ppi->ppi_rows,
+											 CODING_CALL_COST,
+											 calls * CODING_CALL_COST +
+											 ppi->ppi_rows * cpu_tuple_cost,
+											 NIL, required_outer, NULL,
+											 list_make2(makeString(pstrdup("CODE")),
+														makeInteger(0))));
+		}
 	}
 }
 
@@ -500,8 +530,8 @@ codingGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel,
 														makeInteger(sort_desc ? 1 : 0))));
 	}
 
-	if (ps->key_allowed && ncodes < 0)
-		add_code_param_paths(root, baserel, foreigntableid, ps);
+	if (ncodes < 0)
+		add_param_paths(root, baserel, foreigntableid, ps);
 }
 
 /*
@@ -1045,7 +1075,6 @@ fetch_key_chunk(CodingScanState *ss)
 		ss->rows[ss->nrows].item = ss->rows[ss->nrows].full = issues[i];
 		ss->nrows++;
 	}
-	ss->pages++;
 	MemoryContextSwitchTo(old);
 }
 

@@ -58,11 +58,16 @@ typedef struct PushableColumn
 	const char *key;			/* Conditions Key */
 	bool		numeric;		/* values must be integers */
 	bool		null_ok;		/* IS NULL becomes ConstValue UNSPECIFIC */
+	const char *const *closed_set;	/* all values, if known: <> pushable */
 } PushableColumn;
+
+/* Columns whose values form a closed set: <> and NOT IN become the rest. */
+static const char *const status_types[] = {"TODO", "PROCESSING", "COMPLETED", NULL};
+static const char *const iteration_statuses[] = {"WAIT_PROCESS", "PROCESSING", "COMPLETED", NULL};
 
 static const PushableColumn pushable[] = {
 	{CODING_RES_ISSUES, "type", PK_ISSUE_TYPE, NULL, false, false},
-	{CODING_RES_ISSUES, "issue_status_type", PK_LIST, "STATUS_TYPE", false, false},
+	{CODING_RES_ISSUES, "issue_status_type", PK_LIST, "STATUS_TYPE", false, false, status_types},
 	{CODING_RES_ISSUES, "issue_status_name", PK_LIST, "STATUS", false, false},
 	{CODING_RES_ISSUES, "issue_status_id", PK_LIST, "STATUS", true, false},
 	{CODING_RES_ISSUES, "assignee_id", PK_LIST, "ASSIGNEE", true, true},
@@ -78,7 +83,7 @@ static const PushableColumn pushable[] = {
 	{CODING_RES_ISSUES, "start_date", PK_DATE, "START_DATE", false, true},
 	{CODING_RES_ISSUES, "name", PK_KEYWORD, "KEYWORD", false, false},
 	{CODING_RES_ISSUES, "code", PK_CODE, NULL, true, false},
-	{CODING_RES_ITERATIONS, "status", PK_ITER_STATUS, NULL, false, false},
+	{CODING_RES_ITERATIONS, "status", PK_ITER_STATUS, NULL, false, false, iteration_statuses},
 	{CODING_RES_ITERATIONS, "assignee_id", PK_ITER_ASSIGNEE, NULL, true, false},
 	{CODING_RES_ITERATIONS, "name", PK_ITER_KEYWORDS, NULL, false, false},
 	{CODING_RES_ITERATIONS, "start_at", PK_ITER_START, NULL, false, false},
@@ -86,7 +91,8 @@ static const PushableColumn pushable[] = {
 };
 
 static const char *const op_names[] = {"=", "= ANY", "<", "<=", ">", ">=",
-"IS NULL", "LIKE", "ILIKE", "@>"};
+"IS NULL", "LIKE", "ILIKE", "@>", "<>", "<> ALL"};
+
 
 /*
  * find_pushable
@@ -167,6 +173,8 @@ operator_op(Oid opno, bool commuted)
 		return -1;
 	if (strcmp(name, "=") == 0)
 		return CODING_OP_EQ;
+	if (strcmp(name, "<>") == 0)
+		return CODING_OP_NE;
 	if (strcmp(name, "<") == 0)
 		return commuted ? CODING_OP_GT : CODING_OP_LT;
 	if (strcmp(name, "<=") == 0)
@@ -188,6 +196,8 @@ operator_op(Oid opno, bool commuted)
 static bool
 op_fits(const PushableColumn *pc, int op)
 {
+	if (op == CODING_OP_NE || op == CODING_OP_NOT_ANY)
+		return pc->closed_set != NULL;
 	switch (pc->kind)
 	{
 		case PK_ISSUE_TYPE:
@@ -253,12 +263,16 @@ coding_classify_clause(Oid relid, Index scanrelid, CodingResource res, Expr *cla
 	{
 		ScalarArrayOpExpr *saop = (ScalarArrayOpExpr *) clause;
 
-		if (saop->useOr && list_length(saop->args) == 2 &&
-			(var = column_var(linitial(saop->args), scanrelid)) != NULL &&
-			operator_op(saop->opno, false) == CODING_OP_EQ)
+		if (list_length(saop->args) == 2 &&
+			(var = column_var(linitial(saop->args), scanrelid)) != NULL)
 		{
+			int			elem_op = operator_op(saop->opno, false);
+
 			value = lsecond(saop->args);
-			op = CODING_OP_ANY;
+			if (saop->useOr && elem_op == CODING_OP_EQ)
+				op = CODING_OP_ANY;
+			else if (!saop->useOr && elem_op == CODING_OP_NE)
+				op = CODING_OP_NOT_ANY;		/* NOT IN (...) */
 		}
 	}
 	else if (IsA(clause, NullTest))
@@ -311,6 +325,23 @@ coding_sort_key(Oid relid, Index scanrelid, CodingResource res, Expr *expr)
 	return NULL;
 }
 
+/*
+ * coding_column_pushable
+ *		Whether attribute attnum is the known, pushable column "column" of
+ *		the resource (its own name, type and no "field" option).
+ */
+bool
+coding_column_pushable(Oid relid, CodingResource res, AttrNumber attnum,
+					   const char *column)
+{
+	const PushableColumn *pc;
+
+	if (!coding_enable_pushdown || attnum == InvalidAttrNumber)
+		return false;
+	pc = find_pushable(relid, res, attnum);
+	return pc != NULL && strcmp(pc->column, column) == 0;
+}
+
 /* coding_op_name: an operator's SQL spelling, for EXPLAIN. */
 const char *
 coding_op_name(int op)
@@ -359,7 +390,7 @@ static bool
 value_texts(Datum d, Oid type, int op, bool numeric, List **texts)
 {
 	*texts = NIL;
-	if (op == CODING_OP_ANY)
+	if (op == CODING_OP_ANY || op == CODING_OP_NOT_ANY)
 	{
 		ArrayType  *arr = DatumGetArrayTypeP(d);
 		Oid			elemtype = ARR_ELEMTYPE(arr);
@@ -500,6 +531,29 @@ label_value(Datum d)
 	return NULL;
 }
 
+/*
+ * complement
+ *		For <> and NOT IN on a closed-set column: the values not excluded.
+ */
+static List *
+complement(const char *const *all, List *excluded)
+{
+	List	   *rest = NIL;
+	ListCell   *lc;
+
+	for (; *all; all++)
+	{
+		bool		found = false;
+
+		foreach(lc, excluded)
+			if (strcmp(lfirst(lc), *all) == 0)
+				found = true;
+		if (!found)
+			rest = lappend(rest, pstrdup(*all));
+	}
+	return rest;
+}
+
 /* csv: "a,b,c" from a list of strings. */
 static char *
 csv(List *texts)
@@ -616,6 +670,9 @@ coding_build_request(CodingRequest *req, CodingResource res,
 					add_condition(req, &used_keys, pc->key, NULL, "UNSPECIFIC");
 				else if (!value_texts(d, type, item->op, pc->numeric, &texts))
 					break;
+				else if ((item->op == CODING_OP_NE || item->op == CODING_OP_NOT_ANY) &&
+						 (texts = complement(pc->closed_set, texts)) == NIL)
+					req->empty = true;	/* <> every value there is */
 				else if (texts == NIL)
 					req->empty = true;	/* = ANY('{}') */
 				else
@@ -717,6 +774,8 @@ coding_build_request(CodingRequest *req, CodingResource res,
 					if (cJSON_HasObjectItem(req->iteration_fields, field) ||
 						!value_texts(d, type, item->op, pc->numeric, &texts))
 						break;
+					if (item->op == CODING_OP_NE || item->op == CODING_OP_NOT_ANY)
+						texts = complement(pc->closed_set, texts);
 					if (texts == NIL)
 					{
 						req->empty = true;
