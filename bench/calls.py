@@ -172,9 +172,15 @@ def catalogue(d):
          "JOIN coding.issues i ON i.iteration_code = it.code WHERE it.status = 'PROCESSING' "
          "GROUP BY 1, 2 ORDER BY 1, 2",
          len({(it_name[i["Iteration"]["Code"]], i["IssueStatusType"]) for i in in_processing}),
-         1 + pages(len(in_processing)),
-         "the iterations (1), then one list with ITERATION=%s (%d issues)"
-         % (",".join(map(str, d.processing)), len(in_processing)),
+         # a nested loop hands the inner scan one outer row at a time, so an
+         # FDW cannot merge the outer values into one ITERATION=a,b request:
+         # its minimum is one filtered listing per iteration in progress
+         1 + sum(pages(sum(1 for i in in_processing if i["Iteration"]["Code"] == c))
+                 for c in d.processing),
+         "the iterations (1), then one list per iteration in progress with "
+         "ITERATION=<its code> (%d iterations, %d issues in all): the executor hands "
+         "the inner scan one outer row at a time, so one request for all of them "
+         "is beyond an FDW" % (len(d.processing), len(in_processing)),
          iter_pages + n_plus_1),
         ("newest 20 high-priority open requirements",
          "SELECT code, name, created_at FROM coding.issues WHERE type = 'REQUIREMENT' "

@@ -22,8 +22,11 @@
 #include "datatype/timestamp.h"
 #include "mb/pg_wchar.h"
 #include "nodes/bitmapset.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -390,6 +393,103 @@ coding_json_scalar_text(cJSON *value)
 }
 
 /*
+ * jsonb_scalar
+ *		A cJSON scalar as a JsonbValue: strings converted to the database
+ *		encoding, integers exactly, other numbers in their shortest form.
+ */
+static void
+jsonb_scalar(cJSON *v, JsonbValue *jv)
+{
+	if (cJSON_IsString(v))
+	{
+		jv->type = jbvString;
+		jv->val.string.val = remote_text(v->valuestring);
+		jv->val.string.len = strlen(jv->val.string.val);
+	}
+	else if (cJSON_IsNumber(v))
+	{
+		double		d = v->valuedouble;
+
+		jv->type = jbvNumeric;
+		if (d == floor(d) && fabs(d) < 9007199254740992.0)
+			jv->val.numeric = int64_to_numeric((int64) d);
+		else
+			jv->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+																  CStringGetDatum(number_text(d)),
+																  ObjectIdGetDatum(InvalidOid),
+																  Int32GetDatum(-1)));
+	}
+	else if (cJSON_IsBool(v))
+	{
+		jv->type = jbvBool;
+		jv->val.boolean = cJSON_IsTrue(v);
+	}
+	else
+		jv->type = jbvNull;
+}
+
+/*
+ * push_cjson
+ *		Append a cJSON value to a jsonb being built ("token" is WJB_VALUE
+ *		inside an object, WJB_ELEM inside an array); returns the finished
+ *		value when this closes the outermost container.
+ */
+static JsonbValue *
+push_cjson(JsonbParseState **state, cJSON *v, JsonbIteratorToken token)
+{
+	cJSON	   *child;
+	JsonbValue	jv;
+
+	check_stack_depth();
+	if (cJSON_IsObject(v))
+	{
+		pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
+		cJSON_ArrayForEach(child, v)
+		{
+			JsonbValue	key;
+
+			key.type = jbvString;
+			key.val.string.val = remote_text(child->string ? child->string : "");
+			key.val.string.len = strlen(key.val.string.val);
+			pushJsonbValue(state, WJB_KEY, &key);
+			push_cjson(state, child, WJB_VALUE);
+		}
+		return pushJsonbValue(state, WJB_END_OBJECT, NULL);
+	}
+	else if (cJSON_IsArray(v))
+	{
+		pushJsonbValue(state, WJB_BEGIN_ARRAY, NULL);
+		cJSON_ArrayForEach(child, v)
+			push_cjson(state, child, WJB_ELEM);
+		return pushJsonbValue(state, WJB_END_ARRAY, NULL);
+	}
+	jsonb_scalar(v, &jv);
+	return pushJsonbValue(state, token, &jv);
+}
+
+/*
+ * cjson_to_jsonb
+ *		A cJSON value as jsonb, built directly from the parsed tree: printing
+ *		it as text for jsonb_in to parse again would do the work twice (raw
+ *		alone tripled the cost of a scan).
+ */
+static Datum
+cjson_to_jsonb(cJSON *v)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *result;
+
+	if (cJSON_IsObject(v) || cJSON_IsArray(v))
+		result = push_cjson(&state, v, WJB_ELEM);
+	else
+	{
+		result = palloc(sizeof(JsonbValue));
+		jsonb_scalar(v, result);
+	}
+	return JsonbPGetDatum(JsonbValueToJsonb(result));
+}
+
+/*
  * epoch_ms_to_timestamptz
  *		Coding's millisecond Unix epoch as a PostgreSQL timestamptz.
  */
@@ -438,6 +538,11 @@ convert_value(CodingColumn *col, cJSON *v, bool *isnull)
 		return (Datum) 0;
 	if ((cJSON_IsObject(v) && coding_json_is_unset_object(v)))
 		return (Datum) 0;
+	if (col->typid == JSONBOID && (cJSON_IsObject(v) || cJSON_IsArray(v)))
+	{
+		*isnull = false;
+		return cjson_to_jsonb(v);
+	}
 
 	if (cJSON_IsNumber(v))
 	{
