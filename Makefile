@@ -12,13 +12,14 @@ OBJS = \
 	src/functions.o \
 	src/options.o \
 	src/pushdown.o \
-	src/ratelimit.o
+	src/ratelimit.o \
+	src/sync_worker.o
 
 EXTENSION = coding_fdw
 DATA = coding_fdw--0.1.sql
 PGFILEDESC = "coding_fdw - foreign-data wrapper for Coding (coding.net)"
 
-REGRESS = options import columns pushdown errors cancel secrets test_connection
+REGRESS = options import columns pushdown errors cancel secrets test_connection sync
 REGRESS_OPTS = --load-extension=coding_fdw --encoding=UTF8
 
 PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags libcjson libcurl 2>/dev/null)

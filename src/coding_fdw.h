@@ -136,6 +136,10 @@ extern void coding_report_error(CodingConnInfo *conn, const char *action,
 								CodingResult *result, int elevel);
 extern int	coding_errclass_sqlstate(CodingErrorClass errclass);
 
+/* ---- sync_worker.c ---- */
+extern char *coding_sync_database;
+extern void coding_sync_init(void);
+
 /* ---- ratelimit.c ---- */
 extern void coding_ratelimit_init(void);
 extern bool coding_ratelimit_shared(void);

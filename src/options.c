@@ -498,8 +498,9 @@ _PG_init(void)
 							 true,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
-	MarkGUCPrefixReserved("coding_fdw");
 
 	coding_client_init();
 	coding_ratelimit_init();
+	coding_sync_init();
+	MarkGUCPrefixReserved("coding_fdw");
 }

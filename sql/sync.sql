@@ -1,0 +1,25 @@
+--
+-- sync: the sync functions' errors in a cluster without the worker (the
+-- worker itself is tested by test/tp_sync.py, with shared_preload_libraries),
+-- and the privacy of the subscription table.
+--
+\set VERBOSITY default
+CREATE SERVER coding FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', project 'backend');
+SELECT coding_fdw.sync_start('coding', 'mirror', mode => 'push');
+SELECT coding_fdw.sync_start('coding', 'mirror', poll_interval => '100 ms');
+SELECT coding_fdw.sync_start('nosuch', 'mirror');
+-- without shared_preload_libraries: what to put in postgresql.conf
+SELECT coding_fdw.sync_start('coding', 'mirror');
+SELECT coding_fdw.sync_now('coding');
+SELECT coding_fdw.wait_for_sync('coding');
+SELECT coding_fdw.sync_stop('coding');
+SELECT * FROM coding_fdw.sync_status;
+-- subscriptions hold webhook keys and secrets: not for other roles
+CREATE ROLE coding_fdw_sync_other;
+SET ROLE coding_fdw_sync_other;
+SELECT * FROM coding_fdw.subscription;
+SELECT * FROM coding_fdw.sync_counts;
+SELECT count(*) FROM coding_fdw.sync_status;
+RESET ROLE;
+DROP ROLE coding_fdw_sync_other;
+DROP SERVER coding;

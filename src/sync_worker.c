@@ -1,0 +1,352 @@
+/*-------------------------------------------------------------------------
+ * sync_worker.c
+ *		The sync background worker: keeps each subscription's local tables
+ *		current by running coding_fdw._sync() for it, as its owner, when
+ *		it is due or asked for.
+ *
+ * Started from shared_preload_libraries for the database coding_fdw.database.
+ * It waits only on its latch (with a timeout until the next poll is due);
+ * sync_start/sync_now/sync_stop set that latch when their transaction
+ * commits.  Every sync runs in its own transaction under PG_TRY: a failure
+ * (Coding down, a bad row) is rolled back, recorded as last_error and
+ * retried later; the loop itself never stops for it.  SIGTERM ends the
+ * worker at the next interrupt check (also in the middle of an HTTP
+ * transfer); the postmaster restarts it after a crash.
+ *
+ * Shared memory holds only the worker's latch pointer (a PGPROC latch,
+ * itself in shared memory) and its pid: nothing process-local.
+ *-------------------------------------------------------------------------
+ */
+#include "coding_fdw.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+PG_FUNCTION_INFO_V1(coding_worker_available);
+PG_FUNCTION_INFO_V1(coding_wake_worker);
+
+/* GUC: the database whose subscriptions the worker serves. */
+char	   *coding_sync_database = NULL;
+
+/* What backends need to wake the worker. */
+typedef struct SyncShared
+{
+	Latch	   *latch;			/* the worker's process latch, or NULL */
+	pid_t		pid;
+} SyncShared;
+
+static SyncShared *sync_shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static bool wake_at_commit = false;
+static bool xact_callback_registered = false;
+
+/* Longest sleep between checks of the subscriptions, in ms. */
+#define MAX_SLEEP_MS	60000
+
+PGDLLEXPORT void coding_sync_worker_main(Datum arg);
+
+/* sync_shmem_request: room for SyncShared (preload only). */
+static void
+sync_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SyncShared)));
+}
+
+/* sync_shmem_startup: attach to (or create) SyncShared. */
+static void
+sync_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	sync_shared = ShmemInitStruct("coding_fdw sync worker", sizeof(SyncShared), &found);
+	if (!found)
+		memset(sync_shared, 0, sizeof(SyncShared));
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * coding_sync_init
+ *		From _PG_init: the coding_fdw.database GUC, and when preloaded the
+ *		shared memory and the worker itself.
+ */
+void
+coding_sync_init(void)
+{
+	BackgroundWorker worker;
+
+	/*
+	 * Postmaster-level only when preloaded: defining such a variable later
+	 * is FATAL, and without preloading there is no worker to configure.
+	 */
+	DefineCustomStringVariable("coding_fdw.database",
+							   "Database whose subscriptions the sync worker serves.",
+							   NULL,
+							   &coding_sync_database,
+							   "postgres",
+							   process_shared_preload_libraries_in_progress ?
+							   PGC_POSTMASTER : PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = sync_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = sync_shmem_startup;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "coding_fdw");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "coding_sync_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "coding_fdw sync worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "coding_fdw sync worker");
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * coding_worker_available
+ *		Whether subscriptions in this database will be served: the library
+ *		is preloaded and coding_fdw.database names this database.
+ */
+Datum
+coding_worker_available(PG_FUNCTION_ARGS)
+{
+	char	   *db = get_database_name(MyDatabaseId);
+
+	PG_RETURN_BOOL(sync_shared != NULL && db != NULL &&
+				   strcmp(db, coding_sync_database) == 0);
+}
+
+/* wake_xact_callback: set the worker's latch once the wake is committed. */
+static void
+wake_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && wake_at_commit && sync_shared &&
+		sync_shared->latch)
+		SetLatch(sync_shared->latch);
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
+		wake_at_commit = false;
+}
+
+/*
+ * coding_wake_worker
+ *		Wake the worker when the calling transaction commits (not before:
+ *		it would not see the change yet; not at all if it aborts).
+ */
+Datum
+coding_wake_worker(PG_FUNCTION_ARGS)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(wake_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	wake_at_commit = true;
+	PG_RETURN_VOID();
+}
+
+/* A subscription the worker should serve now, or the time it is due. */
+typedef struct DueSubscription
+{
+	Oid			server;
+	Oid			owner;
+	char	   *name;
+} DueSubscription;
+
+/*
+ * find_due
+ *		The subscriptions to sync now; *sleep_ms is how long until the next
+ *		one is due.  Nothing if the extension is not installed here.
+ */
+static List *
+find_due(long *sleep_ms)
+{
+	List	   *due = NIL;
+	MemoryContext caller = CurrentMemoryContext;
+	uint64		i;
+
+	*sleep_ms = MAX_SLEEP_MS;
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "coding_fdw: looking for due subscriptions");
+
+	if (SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'coding_fdw'", true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1 &&
+		SPI_execute("SELECT server_oid, owner_oid, server_name::text,"
+					" requested > applied OR next_poll <= now(),"
+					" greatest(0, extract(epoch FROM next_poll - now()) * 1000)::bigint"
+					" FROM coding_fdw.subscription ORDER BY next_poll", true, 0) == SPI_OK_SELECT)
+	{
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+
+			if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+			{
+				MemoryContext old = MemoryContextSwitchTo(caller);
+				DueSubscription *d = palloc(sizeof(DueSubscription));
+
+				d->server = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+				d->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+				d->name = SPI_getvalue(tup, desc, 3);
+				due = lappend(due, d);
+				MemoryContextSwitchTo(old);
+			}
+			else
+				*sleep_ms = Min(*sleep_ms,
+								(long) DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull)) + 1);
+		}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return due;
+}
+
+/*
+ * run_sql
+ *		One statement with one oid (and maybe one text) argument, in its own
+ *		transaction, as "role".
+ */
+static void
+run_sql(const char *sql, Oid role, Oid server, const char *message)
+{
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2];
+	Oid			save_userid;
+	int			save_sec;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	values[0] = ObjectIdGetDatum(server);
+	values[1] = message ? CStringGetTextDatum(message) : (Datum) 0;
+	if (SPI_execute_with_args(sql, message ? 2 : 1, types, values, NULL, false, 0) < 0)
+		elog(ERROR, "coding_fdw: SPI failed for \"%s\"", sql);
+	SetUserIdAndSecContext(save_userid, save_sec);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * sync_one
+ *		Sync one subscription as its owner.  A failure is rolled back and
+ *		recorded; the worker goes on.
+ */
+static void
+sync_one(DueSubscription *d)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	char	   *activity = psprintf("coding_fdw: syncing server %s", d->name);
+
+	pgstat_report_activity(STATE_RUNNING, activity);
+	PG_TRY();
+	{
+		run_sql("SELECT coding_fdw._sync($1)", d->owner, d->server, NULL);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		char	   *message;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		message = edata->detail ?
+			psprintf("%s (%s)", edata->message, edata->detail) : pstrdup(edata->message);
+		ereport(LOG,
+				(errmsg("coding_fdw: sync of server \"%s\" failed: %s", d->name, message)));
+		FreeErrorData(edata);
+		run_sql("SELECT coding_fdw._failed($1, $2)", GetUserId(), d->server, message);
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * coding_sync_worker_main
+ *		The worker's loop: serve what is due, then wait on the latch until
+ *		woken or the next poll is due.
+ */
+void
+coding_sync_worker_main(Datum arg)
+{
+	MemoryContext loop_cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(coding_sync_database, NULL, 0);
+
+	sync_shared->latch = MyLatch;
+	sync_shared->pid = MyProcPid;
+	pgstat_report_appname("coding_fdw sync worker");
+	ereport(LOG, (errmsg("coding_fdw sync worker started for database \"%s\"",
+						 coding_sync_database)));
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "coding_fdw sync loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		List	   *due;
+		ListCell   *lc;
+		long		sleep_ms;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+		due = find_due(&sleep_ms);
+		foreach(lc, due)
+		{
+			CHECK_FOR_INTERRUPTS();
+			sync_one((DueSubscription *) lfirst(lc));
+		}
+		pgstat_report_stat(false);
+
+		if (due != NIL)
+			continue;			/* look again: more may have come due */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+	}
+}
