@@ -8,8 +8,16 @@ CREATE SERVER coding FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', proje
 SELECT coding_fdw.sync_start('coding', 'mirror', mode => 'push');
 SELECT coding_fdw.sync_start('coding', 'mirror', poll_interval => '100 ms');
 SELECT coding_fdw.sync_start('nosuch', 'mirror');
--- without shared_preload_libraries: what to put in postgresql.conf
-SELECT coding_fdw.sync_start('coding', 'mirror');
+-- without shared_preload_libraries: what to put in postgresql.conf (the
+-- hint names this database, whose name depends on how the tests run)
+DO $$
+DECLARE m text; h text; st text;
+BEGIN
+  PERFORM coding_fdw.sync_start('coding', 'mirror');
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, h = PG_EXCEPTION_HINT;
+  RAISE NOTICE '% %; HINT: %', st, m, replace(h, current_database(), 'DB');
+END $$;
 SELECT coding_fdw.sync_now('coding');
 SELECT coding_fdw.wait_for_sync('coding');
 SELECT coding_fdw.sync_stop('coding');
