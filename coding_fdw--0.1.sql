@@ -108,7 +108,8 @@ END $$;
 CREATE FUNCTION sync_start(server name, into_schema name,
                            mode text DEFAULT 'polling',
                            poll_interval interval DEFAULT '2 minutes',
-                           webhook_secret text DEFAULT NULL)
+                           webhook_secret text DEFAULT NULL,
+                           reconcile_interval interval DEFAULT '1 hour')
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -123,6 +124,9 @@ BEGIN
   END IF;
   IF poll_interval < interval '1 second' THEN
     RAISE EXCEPTION 'poll_interval must be at least 1 second' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF reconcile_interval < interval '1 second' THEN
+    RAISE EXCEPTION 'reconcile_interval must be at least 1 second' USING ERRCODE = 'invalid_parameter_value';
   END IF;
   SELECT oid INTO srv FROM pg_foreign_server WHERE srvname = server;
   IF srv IS NULL THEN
@@ -157,13 +161,15 @@ BEGIN
                    into_schema, tbl, src, tbl, keycol);
   END LOOP;
 
-  PERFORM coding_fdw._register(srv, server, into_schema, src, mode, poll_interval, webhook_secret);
+  PERFORM coding_fdw._register(srv, server, into_schema, src, mode, poll_interval, webhook_secret,
+                               reconcile_interval);
   PERFORM coding_fdw.wake_worker();
 END $$;
 
 -- Record a subscription (as the extension owner: the table is private).
 CREATE FUNCTION _register(srv oid, server name, into_schema name, src name, mode text,
-                          poll_interval interval, webhook_secret text)
+                          poll_interval interval, webhook_secret text,
+                          reconcile_interval interval)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
 BEGIN
@@ -172,9 +178,11 @@ BEGIN
       USING ERRCODE = 'duplicate_object', HINT = 'coding_fdw.sync_stop() ends it.';
   END IF;
   INSERT INTO coding_fdw.subscription (server_oid, server_name, owner_oid, into_schema, source_schema,
-                                       mode, poll_interval, webhook_key, webhook_secret, next_poll)
+                                       mode, poll_interval, reconcile_interval, webhook_key,
+                                       webhook_secret, next_poll)
   VALUES (srv, server, (SELECT oid FROM pg_roles WHERE rolname = session_user), into_schema, src,
-          mode, poll_interval, replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), webhook_secret, now());
+          mode, poll_interval, reconcile_interval,
+          replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), webhook_secret, now());
 END $$;
 
 CREATE FUNCTION sync_now(server name, "full" boolean DEFAULT false) RETURNS void

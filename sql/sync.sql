@@ -7,6 +7,7 @@
 CREATE SERVER coding FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', project 'backend');
 SELECT coding_fdw.sync_start('coding', 'mirror', mode => 'push');
 SELECT coding_fdw.sync_start('coding', 'mirror', poll_interval => '100 ms');
+SELECT coding_fdw.sync_start('coding', 'mirror', reconcile_interval => '0');
 SELECT coding_fdw.sync_start('nosuch', 'mirror');
 -- without shared_preload_libraries: what to put in postgresql.conf (the
 -- hint names this database, whose name depends on how the tests run)

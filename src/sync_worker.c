@@ -192,6 +192,8 @@ find_due(long *sleep_ms)
 	uint64		i;
 
 	*sleep_ms = MAX_SLEEP_MS;
+	/* else now() stays the time the worker started */
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -246,6 +248,8 @@ run_sql(const char *sql, Oid role, Oid server, const char *message)
 	Oid			save_userid;
 	int			save_sec;
 
+	/* else now() stays the time the worker started */
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());

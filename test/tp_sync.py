@@ -12,6 +12,10 @@ sync_stop ends a subscription and keeps (or drops) the tables.  Every wait
 is wait_for_sync or a polled condition with a deadline.
 """
 import json
+import os
+import signal
+import subprocess
+import time
 
 from pgtest import Results, Sim, psql, wait_until
 
@@ -48,11 +52,11 @@ def wait_for_sync(server, timeout="60 s"):
 def main():
     res = Results()
     sim = Sim("--team", "acme", "--project", "backend:700", "--project", "mobile:40",
-              "--token", "secret-token", "--seed", "9")
+              "--project", "big:20000", "--token", "secret-token", "--seed", "9")
     try:
         q("DROP EXTENSION IF EXISTS coding_fdw CASCADE")
         q("CREATE EXTENSION coding_fdw")
-        for name, project in (("coding", "backend"), ("mob", "mobile")):
+        for name, project in (("coding", "backend"), ("mob", "mobile"), ("big", "big")):
             q("CREATE SERVER %s FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', "
               "project '%s', api_url '%s', rate_limit '1000')" % (name, project, sim.url))
             q("CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (token 'secret-token')" % name)
@@ -142,6 +146,69 @@ def main():
             assert mirror_diff("mirror", "project_members", "src") == 0
         res.check("members: a removed member is deleted, nothing else counted", members)
 
+        def worker_visible():
+            out = q("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'coding_fdw sync worker' "
+                    "AND application_name = 'coding_fdw sync worker'")
+            assert out == "1", out
+        res.check("the worker shows in pg_stat_activity", worker_visible)
+
+        def notify():
+            listener = subprocess.Popen(["psql", "-X", "-q", "-d", DB], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        bufsize=1)
+            try:
+                listener.stdin.write("LISTEN coding_fdw_changes;\n")
+                sim.call("PATCH", "/_sim/projects/backend/issues/9", {"Name": "notify me"})
+                q("SELECT coding_fdw.sync_now('coding')")
+                assert wait_for_sync("coding")
+                listener.stdin.write("SELECT 1;\n\\q\n")
+                out = listener.communicate(timeout=30)[0]
+            finally:
+                if listener.poll() is None:
+                    listener.kill()
+            line = [l for l in out.splitlines() if "coding_fdw_changes" in l and '"issues"' in l]
+            assert line, out
+            payload = json.loads(line[0].split('payload "', 1)[1].rsplit('" received', 1)[0])
+            assert payload == {"server": "coding", "table": "issues", "source": "poll",
+                               "inserted": 0, "updated": 1, "deleted": 0}, payload
+        res.check("NOTIFY coding_fdw_changes after a sync with the counts", notify)
+
+        def reconcile_interval():
+            q("SELECT coding_fdw.sync_start('mob', 'mobile_rec', poll_interval => '1 s', "
+              "reconcile_interval => '1 s')")
+            assert wait_for_sync("mob")
+            sim.call("DELETE", "/_sim/projects/mobile/issues/3")
+            wait_until(lambda: q("SELECT count(*) FROM mobile_rec.issues WHERE code = 3") == "0",
+                       30, "the periodic reconciliation to remove the deleted issue")
+            assert status("mob", "issues")["poll_deleted"] == 1
+            q("SELECT coding_fdw.sync_stop('mob', drop_tables => true)")
+        res.check("reconcile_interval: polling alone removes a deleted issue", reconcile_interval)
+
+        def kill_worker():
+            q("SELECT coding_fdw.sync_start('big', 'big_mirror')")
+            # kill -9 the worker in the middle of the full sync
+            wait_until(lambda: int(sim.call("GET", "/_sim/log/count?action=DescribeIssue")["count"]) > 3000,
+                       120, "the full sync to be under way")
+            pid = int(q("SELECT pid FROM pg_stat_activity WHERE backend_type = 'coding_fdw sync worker'"))
+            os.kill(pid, signal.SIGKILL)
+
+            def back():
+                r = psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'coding_fdw sync worker'",
+                         db=DB, check=False)
+                return r.returncode == 0 and r.stdout.strip() == "1"
+            wait_until(back, 60, "the server and the worker to come back", interval=0.2)
+            assert wait_for_sync("big", "300 s"), "the full sync did not converge after the kill"
+            assert q("SELECT count(*), count(DISTINCT code) FROM big_mirror.issues") == "20000|20000"
+            q("CREATE SCHEMA IF NOT EXISTS bigsrc; "
+              "IMPORT FOREIGN SCHEMA big LIMIT TO (issues) FROM SERVER big INTO bigsrc")
+            n = mirror_diff("big_mirror", "issues", "bigsrc", skip=("assignee", "creator", "watchers",
+                            "files", "sub_tasks", "third_links", "project_module", "requirement_type",
+                            "defect_type", "epic", "parent"))
+            assert n == 0, "%d rows differ after the restart" % n
+            st = status("big", "issues")
+            assert st["state"] == "idle" and st["rows"] == 20000, st
+        res.check("kill -9 of the worker during a 20,000-issue full sync converges", kill_worker)
+
         def outage():
             rows = q("SELECT count(*) FROM mirror.issues")
             sim.fault(type="http_500", count=0)     # until cleared
@@ -163,15 +230,17 @@ def main():
         def two():
             q("SELECT coding_fdw.sync_start('mob', 'mobile_mirror')")
             assert wait_for_sync("mob")
-            assert q("SELECT count(*) FROM mobile_mirror.issues") == "40"
+            coding_has = len(sim.call("GET", "/_sim/dump?project=mobile")["projects"]["mobile"]["issues"])
+            assert q("SELECT count(*) FROM mobile_mirror.issues") == str(coding_has)
             assert q("SELECT DISTINCT project FROM mobile_mirror.issues") == "mobile"
             assert q("SELECT DISTINCT project FROM mirror.issues") == "backend"
         res.check("two subscriptions (two projects) stay separate", two)
 
         def stop():
+            kept = q("SELECT count(*) FROM mobile_mirror.issues")
             q("SELECT coding_fdw.sync_stop('mob')")
             assert q("SELECT count(*) FROM coding_fdw.sync_status WHERE server = 'mob'") == "0"
-            assert q("SELECT count(*) FROM mobile_mirror.issues") == "40"
+            assert q("SELECT count(*) FROM mobile_mirror.issues") == kept != "0"
             q("SELECT coding_fdw.sync_stop('coding', drop_tables => true)")
             assert q("SELECT to_regclass('mirror.issues') IS NULL") == "t"
             r = psql("SELECT coding_fdw.sync_now('coding')", db=DB, check=False)
@@ -180,7 +249,8 @@ def main():
     finally:
         sim.stop()
         psql("DROP EXTENSION IF EXISTS coding_fdw CASCADE", db=DB, check=False)
-        psql("DROP SCHEMA IF EXISTS mirror, mobile_mirror, src CASCADE", db=DB, check=False)
+        psql("DROP SCHEMA IF EXISTS mirror, mobile_mirror, mobile_rec, big_mirror, src, bigsrc CASCADE",
+             db=DB, check=False)
     res.finish()
 
 
