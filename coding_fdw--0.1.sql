@@ -109,7 +109,8 @@ CREATE FUNCTION sync_start(server name, into_schema name,
                            mode text DEFAULT 'polling',
                            poll_interval interval DEFAULT '2 minutes',
                            webhook_secret text DEFAULT NULL,
-                           reconcile_interval interval DEFAULT '1 hour')
+                           reconcile_interval interval DEFAULT '1 hour',
+                           details boolean DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -160,6 +161,15 @@ BEGIN
                    'CHECK (synced_by IN (''full'', ''poll'', ''webhook'')), PRIMARY KEY (team, project, %I))',
                    into_schema, tbl, src, tbl, keycol);
   END LOOP;
+  -- without details, issues keep the list's columns: a full sync then
+  -- costs pages, not one DescribeIssue per issue (the worker copies the
+  -- columns the local table has)
+  IF NOT details THEN
+    EXECUTE format('ALTER TABLE %I.issues DROP COLUMN assignee, DROP COLUMN creator, DROP COLUMN watchers, '
+                   'DROP COLUMN files, DROP COLUMN sub_tasks, DROP COLUMN third_links, '
+                   'DROP COLUMN project_module, DROP COLUMN requirement_type, DROP COLUMN defect_type, '
+                   'DROP COLUMN epic, DROP COLUMN parent', into_schema);
+  END IF;
 
   PERFORM coding_fdw._register(srv, server, into_schema, src, mode, poll_interval, webhook_secret,
                                reconcile_interval);
@@ -219,12 +229,15 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
 DECLARE
   s coding_fdw.subscription := coding_fdw._subscription(server);
 BEGIN
-  DELETE FROM coding_fdw.subscription WHERE server_oid = s.server_oid;
+  -- tables first, then the subscription row: the worker's order (it reads
+  -- the tables, then updates the row), so a sync running now is waited
+  -- for instead of deadlocking with it
   EXECUTE format('DROP SCHEMA %I CASCADE', s.source_schema);
   IF drop_tables THEN
     EXECUTE format('DROP TABLE IF EXISTS %I.issues, %I.iterations, %I.project_members',
                    s.into_schema, s.into_schema, s.into_schema);
   END IF;
+  DELETE FROM coding_fdw.subscription WHERE server_oid = s.server_oid;
   PERFORM coding_fdw.wake_worker();
 END $$;
 

@@ -228,13 +228,18 @@ def main():
         res.check("an outage shows in sync_status and heals by itself", outage)
 
         def two():
-            q("SELECT coding_fdw.sync_start('mob', 'mobile_mirror')")
+            sim.call("DELETE", "/_sim/log")
+            q("SELECT coding_fdw.sync_start('mob', 'mobile_mirror', details => false)")
             assert wait_for_sync("mob")
+            # list columns only: the full sync made no DescribeIssue call
+            assert sim.call("GET", "/_sim/log/count?action=DescribeIssue")["count"] == 0
+            assert q("SELECT count(*) FROM pg_attribute WHERE attrelid = 'mobile_mirror.issues'::regclass "
+                     "AND attname IN ('epic', 'watchers') AND NOT attisdropped") == "0"
             coding_has = len(sim.call("GET", "/_sim/dump?project=mobile")["projects"]["mobile"]["issues"])
             assert q("SELECT count(*) FROM mobile_mirror.issues") == str(coding_has)
             assert q("SELECT DISTINCT project FROM mobile_mirror.issues") == "mobile"
             assert q("SELECT DISTINCT project FROM mirror.issues") == "backend"
-        res.check("two subscriptions (two projects) stay separate", two)
+        res.check("two subscriptions (two projects) stay separate; details => false lists only", two)
 
         def stop():
             kept = q("SELECT count(*) FROM mobile_mirror.issues")
