@@ -11,7 +11,7 @@
 #
 #   --quick     every benchmark at a small scale (a smoke test, under 2 minutes)
 #   --no-build  use the coding_fdw already installed
-#   --only LIST comma-separated subset of: calls,scan_speed,memory,details
+#   --only LIST comma-separated subset of: calls,scan_speed,memory,details,sync
 #               (default: all four; details takes 8-9 minutes at full scale)
 #   --out FILE  where the report goes (default bench/results.txt)
 #
@@ -22,7 +22,7 @@ ROOT=$(pwd)
 
 QUICK=""
 BUILD=1
-ONLY="calls,scan_speed,memory,details"
+ONLY="calls,scan_speed,memory,details,sync"
 OUT="$ROOT/bench/results.txt"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -39,8 +39,8 @@ while [ $# -gt 0 ]; do
 done
 for b in ${ONLY//,/ }; do
     case "$b" in
-        calls|scan_speed|memory|details) ;;
-        *) echo "unknown benchmark: $b (calls, scan_speed, memory, details)" >&2; exit 2 ;;
+        calls|scan_speed|memory|details|sync) ;;
+        *) echo "unknown benchmark: $b (calls, scan_speed, memory, details, sync)" >&2; exit 2 ;;
     esac
 done
 case "$OUT" in /*) ;; *) OUT="$(pwd)/$OUT" ;; esac
@@ -52,7 +52,8 @@ fi
 echo "== running benchmarks ($ONLY${QUICK:+, quick scale}) in a throwaway cluster"
 # -t: a temporary cluster directory even as root, so this never collides with
 # another pg_virtualenv (test/run_tests.sh) running on the machine.
-pg_virtualenv -t -v 15 bash "$ROOT/bench/run_in_cluster.sh" "$OUT" "$ONLY" $QUICK
+# preloaded: the sync benchmark needs the worker (database postgres)
+pg_virtualenv -t -v 15 -o shared_preload_libraries=coding_fdw bash "$ROOT/bench/run_in_cluster.sh" "$OUT" "$ONLY" $QUICK
 rc=$?
 echo "== report: $OUT"
 exit $rc
