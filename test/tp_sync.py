@@ -209,6 +209,38 @@ def main():
             assert st["state"] == "idle" and st["rows"] == 20000, st
         res.check("kill -9 of the worker during a 20,000-issue full sync converges", kill_worker)
 
+        def sigterm():
+            pid = int(q("SELECT pid FROM pg_stat_activity WHERE backend_type = 'coding_fdw sync worker'"))
+            os.kill(pid, signal.SIGTERM)
+            wait_until(lambda: q("SELECT count(*) FROM pg_stat_activity WHERE pid = %d" % pid) == "0",
+                       5, "the worker to stop after SIGTERM")
+            wait_until(lambda: q("SELECT count(*) FROM pg_stat_activity "
+                                 "WHERE backend_type = 'coding_fdw sync worker'") == "1",
+                       30, "the postmaster to start the worker again", interval=0.2)
+            q("SELECT coding_fdw.sync_now('coding')")
+            assert wait_for_sync("coding"), "the restarted worker does not serve"
+        res.check("SIGTERM stops the worker promptly; it is started again and serves", sigterm)
+
+        def immediate_shutdown():
+            q("SELECT coding_fdw.sync_now('big', \"full\" => true)")
+            before = int(sim.call("GET", "/_sim/log/count?action=DescribeIssue")["count"])
+            wait_until(lambda: int(sim.call("GET", "/_sim/log/count?action=DescribeIssue")["count"])
+                       > before + 3000, 120, "the full sync to be under way")
+            cluster = os.environ.get("PGVERSION", "15")
+            subprocess.run(["pg_ctlcluster", cluster, "regress", "stop", "-m", "immediate"], check=True)
+            subprocess.run(["pg_ctlcluster", cluster, "regress", "start"], check=True)
+
+            def up():
+                r = psql("SELECT 1", db=DB, check=False)
+                return r.returncode == 0
+            wait_until(up, 60, "the server to accept connections again", interval=0.2)
+            assert wait_for_sync("big", "300 s"), "the full sync did not converge after the shutdown"
+            assert q("SELECT count(*), count(DISTINCT code) FROM big_mirror.issues") == "20000|20000"
+            assert q("SELECT count(*) FROM big_mirror.issues WHERE synced_by = 'full'") == "20000"
+            st = status("big", "issues")
+            assert st["state"] == "idle", st
+        res.check("an immediate shutdown during a full sync converges after restart", immediate_shutdown)
+
         def outage():
             rows = q("SELECT count(*) FROM mirror.issues")
             sim.fault(type="http_500", count=0)     # until cleared
