@@ -3,7 +3,8 @@
 shared_preload_libraries = coding_fdw (the worker serves the database named
 by coding_fdw.database, 'postgres' by default, which this test uses).
 
-Checks: sync_start refuses another database; the full sync equals the
+Checks: sync_start refuses another database; the worker reloads on SIGHUP,
+stops promptly on SIGTERM and comes back; the full sync equals the
 foreign tables in every column; creates, updates and deletes on the server
 arrive after sync_now with exact counts in sync_status; sync_now(full)
 removes issues Coding deleted; iteration and member diffs are exact; an
@@ -208,6 +209,20 @@ def main():
             st = status("big", "issues")
             assert st["state"] == "idle" and st["rows"] == 20000, st
         res.check("kill -9 of the worker during a 20,000-issue full sync converges", kill_worker)
+
+        def sighup():
+            pid = q("SELECT pid FROM pg_stat_activity WHERE backend_type = 'coding_fdw sync worker'")
+            q("ALTER SYSTEM SET log_min_messages = 'notice'")
+            try:
+                assert q("SELECT pg_reload_conf()") == "t"
+                q("SELECT coding_fdw.sync_now('coding')")
+                assert wait_for_sync("coding"), "the worker stopped serving after a reload"
+                assert q("SELECT pid FROM pg_stat_activity "
+                         "WHERE backend_type = 'coding_fdw sync worker'") == pid, "the worker restarted"
+            finally:
+                q("ALTER SYSTEM RESET log_min_messages")
+                q("SELECT pg_reload_conf()")
+        res.check("SIGHUP (pg_reload_conf) reloads the worker's configuration; it keeps serving", sighup)
 
         def sigterm():
             pid = int(q("SELECT pid FROM pg_stat_activity WHERE backend_type = 'coding_fdw sync worker'"))
