@@ -922,6 +922,22 @@ coding_report_error(CodingConnInfo *conn, const char *action,
 }
 
 /*
+ * coding_require_token
+ *		Raise the "no token" error when neither the user mapping nor the
+ *		server gives one.
+ */
+void
+coding_require_token(CodingConnInfo *conn)
+{
+	if (conn->auth_header == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("no Coding token for server \"%s\"", conn->servername),
+				 errhint("Create a user mapping with the token: CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (token '...').",
+						 quote_identifier(conn->servername))));
+}
+
+/*
  * coding_call
  *		Make one API call with retries; raise the classified error on failure.
  *		Returns the "Response" object.
@@ -932,13 +948,7 @@ coding_call(CodingConnInfo *conn, const char *action, cJSON *body,
 {
 	CodingResult result;
 
-	if (conn->auth_header == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("no Coding token for server \"%s\"", conn->servername),
-				 errhint("Create a user mapping with the token: CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (token '...').",
-						 quote_identifier(conn->servername))));
-
+	coding_require_token(conn);
 	coding_call_noerror(conn, action, body, stats, &result);
 	if (result.errclass != CODING_OK)
 		coding_report_error(conn, action, &result, ERROR);

@@ -130,6 +130,7 @@ extern void coding_call_batch(CodingConnInfo *conn, const char *action,
 extern void coding_call_noerror(CodingConnInfo *conn, const char *action,
 								cJSON *body, CodingCallStats *stats,
 								CodingResult *result);
+extern void coding_require_token(CodingConnInfo *conn);
 extern cJSON *coding_call(CodingConnInfo *conn, const char *action,
 						  cJSON *body, CodingCallStats *stats);
 extern void coding_report_error(CodingConnInfo *conn, const char *action,

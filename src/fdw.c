@@ -62,7 +62,8 @@ typedef struct CodingPlanState
 	CodingConnInfo *conn;
 	CodingTableInfo *tinfo;
 	Bitmapset  *attrs_used;		/* attributes the query needs */
-	bool		need_detail;	/* a detail-only column is referenced */
+	Bitmapset  *detail_used;	/* those only DescribeIssue returns */
+	bool		need_detail;	/* detail_used is not empty */
 	bool		key_allowed;	/* DescribeIssue alone gives every column used */
 	AttrNumber	code_attno;		/* the issue code column, if pushable */
 	double		remote_total;	/* rows Coding holds, learned or assumed */
@@ -280,24 +281,19 @@ codingGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
 	}
 
 	rel = table_open(foreigntableid, NoLock);
-	ps->need_detail = detail_attrs(rel, ps->tinfo, ps->attrs_used) != NULL;
+	ps->detail_used = detail_attrs(rel, ps->tinfo, ps->attrs_used);
+	ps->need_detail = ps->detail_used != NULL;
 	table_close(rel, NoLock);
 
 	if (ps->tinfo->resource == CODING_RES_ISSUES &&
 		key_lookup_allowed(foreigntableid, ps->attrs_used))
 	{
 		AttrNumber	attno = get_attnum(foreigntableid, "code");
-		Var		   *var;
 
-		if (attno != InvalidAttrNumber)
+		if (coding_column_pushable(foreigntableid, CODING_RES_ISSUES, attno, "code"))
 		{
-			var = makeVar(baserel->relid, attno, INT4OID, -1, InvalidOid, 0);
-			if (coding_sort_key(foreigntableid, baserel->relid, CODING_RES_ISSUES,
-								(Expr *) var) != NULL)
-			{
-				ps->key_allowed = true;
-				ps->code_attno = attno;
-			}
+			ps->key_allowed = true;
+			ps->code_attno = attno;
 		}
 	}
 
@@ -554,17 +550,12 @@ codingGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 	List	   *items = NIL;
 	List	   *values = NIL;
 	List	   *list_quals = NIL;
-	Bitmapset  *detail;
-	Relation	rel;
+	Bitmapset  *detail = ps->detail_used;
 	ListCell   *lc;
 	int			x = -1;
 
 	while ((x = bms_next_member(ps->attrs_used, x)) >= 0)
 		attrs = lappend_int(attrs, x);
-
-	rel = table_open(foreigntableid, NoLock);
-	detail = detail_attrs(rel, ps->tinfo, ps->attrs_used);
-	table_close(rel, NoLock);
 
 	scan_clauses = extract_actual_clauses(scan_clauses, false);
 	foreach(lc, scan_clauses)
@@ -690,12 +681,7 @@ codingBeginForeignScan(ForeignScanState *node, int eflags)
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 	require_project(ss->conn, RelationGetRelid(rel));
-	if (ss->conn->auth_header == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("no Coding token for server \"%s\"", ss->conn->servername),
-				 errhint("Create a user mapping with the token: CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (token '...').",
-						 quote_identifier(ss->conn->servername))));
+	coding_require_token(ss->conn);
 }
 
 /* code_cmp_desc: list_sort comparator, descending ints. */
@@ -773,27 +759,41 @@ json_number(cJSON *obj, const char *name, double dflt)
 }
 
 /*
- * fetch_project_id
- *		project_members needs the project's numeric Id.
+ * describe_project
+ *		DescribeProjectByName for the connection's project: the Project
+ *		object, or the "project not found" error (Coding may answer without
+ *		a Project instead of with ResourceNotFound).
  */
-static void
-fetch_project_id(CodingScanState *ss)
+static cJSON *
+describe_project(CodingConnInfo *conn, CodingCallStats *stats)
 {
 	cJSON	   *body = cJSON_CreateObject();
-	cJSON	   *resp;
 	cJSON	   *project;
 
-	cJSON_AddStringToObject(body, "ProjectName", ss->conn->project);
-	resp = coding_call(ss->conn, "DescribeProjectByName", body, &ss->stats);
-	project = cJSON_GetObjectItemCaseSensitive(resp, "Project");
+	cJSON_AddStringToObject(body, "ProjectName", conn->project);
+	project = cJSON_GetObjectItemCaseSensitive(coding_call(conn, "DescribeProjectByName",
+														   body, stats),
+											   "Project");
 	if (!cJSON_IsObject(project))
 	{
 		CodingResult r = {0};
 
 		r.errclass = CODING_ERR_NOT_FOUND;
 		r.transport_error = "the answer has no \"Project\"";
-		coding_report_error(ss->conn, "DescribeProjectByName", &r, ERROR);
+		coding_report_error(conn, "DescribeProjectByName", &r, ERROR);
 	}
+	return project;
+}
+
+/*
+ * fetch_project_id
+ *		project_members needs the project's numeric Id.
+ */
+static void
+fetch_project_id(CodingScanState *ss)
+{
+	cJSON	   *project = describe_project(ss->conn, &ss->stats);
+
 	if (json_number(project, "Id", -1) <= 0)
 		malformed(ss, "DescribeProjectByName", "the project has no numeric \"Id\"");
 	ss->project_id = (int64) json_number(project, "Id", -1);
@@ -1326,8 +1326,6 @@ codingImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 {
 	CodingConnInfo *conn = coding_get_conn_info(serverOid, GetUserId(), InvalidOid);
 	List	   *commands = NIL;
-	cJSON	   *body;
-	cJSON	   *resp;
 	ListCell   *lc;
 	int			res;
 
@@ -1342,17 +1340,7 @@ codingImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 	}
 
 	conn->project = stmt->remote_schema;
-	body = cJSON_CreateObject();
-	cJSON_AddStringToObject(body, "ProjectName", conn->project);
-	resp = coding_call(conn, "DescribeProjectByName", body, NULL);
-	if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(resp, "Project")))
-	{
-		CodingResult r = {0};
-
-		r.errclass = CODING_ERR_NOT_FOUND;
-		r.transport_error = "the answer has no \"Project\"";
-		coding_report_error(conn, "DescribeProjectByName", &r, ERROR);
-	}
+	(void) describe_project(conn, NULL);
 
 	for (res = CODING_RES_ISSUES; res <= CODING_RES_MEMBERS; res++)
 	{
