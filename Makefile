@@ -13,7 +13,8 @@ OBJS = \
 	src/options.o \
 	src/pushdown.o \
 	src/ratelimit.o \
-	src/sync_worker.o
+	src/sync_worker.o \
+	src/webhook_listener.o
 
 EXTENSION = coding_fdw
 DATA = coding_fdw--0.1.sql
@@ -22,9 +23,9 @@ PGFILEDESC = "coding_fdw - foreign-data wrapper for Coding (coding.net)"
 REGRESS = options import columns pushdown errors cancel secrets test_connection sync
 REGRESS_OPTS = --load-extension=coding_fdw --encoding=UTF8
 
-PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags libcjson libcurl 2>/dev/null)
+PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags libcjson libcurl libmicrohttpd 2>/dev/null)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-SHLIB_LINK = -lcurl -lcjson
+SHLIB_LINK = -lcurl -lcjson -lmicrohttpd
 
 EXTRA_CLEAN = results regression.diffs regression.out
 

@@ -78,6 +78,59 @@ CREATE TABLE sync_counts (
 );
 REVOKE ALL ON sync_counts FROM PUBLIC;
 
+-- Webhook deliveries (interface.md §4-§6).  The listener stores each
+-- accepted delivery here and answers 200 only after that commit; the sync
+-- worker applies pending events.  Applied and ignored events stay a day so
+-- a redelivery with the same X-Coding-Delivery is recognised and applied
+-- once; dead letters stay until replayed.  No foreign key to subscription:
+-- the listener's inserts must not queue behind a long sync holding the
+-- subscription row.
+CREATE TABLE webhook_event (
+  id            bigserial PRIMARY KEY,
+  server_oid    oid NOT NULL,
+  delivery      text NOT NULL,               -- X-Coding-Delivery
+  event         text NOT NULL,               -- ISSUE_UPDATED, ...
+  received_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+  payload       jsonb NOT NULL,
+  state         text NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'applied', 'ignored', 'dead')),
+  attempts      int NOT NULL DEFAULT 0,
+  next_attempt  timestamptz NOT NULL DEFAULT '-infinity',
+  last_error    text,
+  done_at       timestamptz,
+  UNIQUE (server_oid, delivery)
+);
+CREATE INDEX webhook_event_pending ON webhook_event (server_oid, id) WHERE state = 'pending';
+REVOKE ALL ON webhook_event FROM PUBLIC;
+
+-- Webhook counters: the listener and the worker each own a row per
+-- subscription, so neither ever waits for the other's transaction.
+CREATE TABLE webhook_counts (
+  server_oid  oid NOT NULL,
+  who         text NOT NULL CHECK (who IN ('listener', 'worker')),
+  received    bigint NOT NULL DEFAULT 0,   -- stored, duplicates included
+  duplicates  bigint NOT NULL DEFAULT 0,
+  rejected    bigint NOT NULL DEFAULT 0,   -- 400/401 for a known key
+  applied     bigint NOT NULL DEFAULT 0,
+  ignored     bigint NOT NULL DEFAULT 0,   -- events that change none of the tables
+  dead        bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (server_oid, who)
+);
+REVOKE ALL ON webhook_counts FROM PUBLIC;
+
+-- Deleted rows, remembered for a while so that a stale read (a poll, a
+-- reordered webhook) does not bring them back: a row is only re-inserted
+-- if Coding shows it changed after the deletion we saw.
+CREATE TABLE tombstone (
+  server_oid  oid NOT NULL,
+  table_name  text NOT NULL,
+  key         bigint NOT NULL,
+  updated_at  timestamptz,                 -- the row's last change we knew of
+  deleted_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (server_oid, table_name, key)
+);
+REVOKE ALL ON tombstone FROM PUBLIC;
+
 -- Whether the worker can run at all: it needs shared_preload_libraries.
 CREATE FUNCTION worker_available() RETURNS boolean
 AS 'MODULE_PATHNAME', 'coding_worker_available' LANGUAGE C STRICT;
@@ -211,10 +264,15 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, coding_
 DECLARE
   s coding_fdw.subscription := coding_fdw._subscription(server);
   target bigint := s.requested;
+  -- webhook events stored (acknowledged) before this call
+  last_event bigint := (SELECT max(id) FROM coding_fdw.webhook_event
+                         WHERE server_oid = s.server_oid AND state = 'pending');
   deadline timestamptz := clock_timestamp() + timeout;
 BEGIN
   LOOP
-    IF (SELECT applied >= target FROM coding_fdw.subscription WHERE server_oid = s.server_oid) THEN
+    IF (SELECT applied >= target FROM coding_fdw.subscription WHERE server_oid = s.server_oid)
+       AND NOT EXISTS (SELECT 1 FROM coding_fdw.webhook_event
+                        WHERE server_oid = s.server_oid AND state = 'pending' AND id <= last_event) THEN
       RETURN true;
     END IF;
     IF clock_timestamp() >= deadline THEN
@@ -238,24 +296,71 @@ BEGIN
                    s.into_schema, s.into_schema, s.into_schema);
   END IF;
   DELETE FROM coding_fdw.subscription WHERE server_oid = s.server_oid;
+  DELETE FROM coding_fdw.webhook_event WHERE server_oid = s.server_oid;
+  DELETE FROM coding_fdw.webhook_counts WHERE server_oid = s.server_oid;
+  DELETE FROM coding_fdw.tombstone WHERE server_oid = s.server_oid;
   PERFORM coding_fdw.wake_worker();
 END $$;
 
+-- ----- tombstones (private; reached through these two functions) -----
+
+-- Whether the calling session may act for a subscription: its owner, a
+-- member of the owner's role, or the worker (a superuser session).
+CREATE FUNCTION _owns(srv oid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+  SELECT coalesce((SELECT pg_has_role(session_user, owner_oid, 'USAGE')
+                     FROM coding_fdw.subscription WHERE server_oid = srv), false)
+$$;
+
+CREATE FUNCTION _tombstones(srv oid, tbl text)
+RETURNS TABLE (key bigint, updated_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+BEGIN
+  IF NOT coding_fdw._owns(srv) THEN
+    RAISE EXCEPTION 'permission denied for the subscription of server %', srv USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN QUERY SELECT t.key, t.updated_at FROM coding_fdw.tombstone t
+                WHERE t.server_oid = srv AND t.table_name = tbl;
+END $$;
+
+-- Remember deleted keys with the newest change known for each.
+CREATE FUNCTION _bury(srv oid, tbl text, keys bigint[], stamps timestamptz[]) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+DECLARE
+  n bigint;
+BEGIN
+  IF NOT coding_fdw._owns(srv) THEN
+    RAISE EXCEPTION 'permission denied for the subscription of server %', srv USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  INSERT INTO coding_fdw.tombstone AS t (server_oid, table_name, key, updated_at)
+  SELECT DISTINCT ON (k) srv, tbl, k, u FROM unnest(keys, stamps) x(k, u)
+   WHERE k IS NOT NULL ORDER BY k, u DESC NULLS LAST
+  ON CONFLICT (server_oid, table_name, key) DO UPDATE
+    SET updated_at = greatest(t.updated_at, EXCLUDED.updated_at), deleted_at = now();
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END $$;
+
 -- Apply one resource: upsert what changed, and (with do_delete) delete what
--- Coding no longer has.  Runs as the subscription owner.  One statement, so
--- the foreign table is read once; column names come from the catalog.
+-- Coding no longer has; with codes, only those issues are read (DescribeIssue
+-- each) and only they can be deleted.  Runs as the subscription owner.  One
+-- statement, so the foreign table is read once; column names come from the
+-- catalog.  A row with a tombstone is only brought back by a change newer
+-- than its deletion, and deleted rows get tombstones.
 -- Returns inserted, updated, deleted and the newest updated_at seen.
-CREATE FUNCTION _apply(src name, dst name, tbl text, source text,
-                       since timestamptz, do_delete boolean,
+CREATE FUNCTION _apply(srv oid, src name, dst name, tbl text, source text,
+                       since timestamptz, do_delete boolean, codes int[] DEFAULT NULL,
                        OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
                        OUT newest timestamptz)
 LANGUAGE plpgsql AS $$
 DECLARE
   keycol text := CASE tbl WHEN 'project_members' THEN 'id' ELSE 'code' END;
+  stamped boolean := tbl <> 'project_members';     -- rows carry updated_at
   cols text;
   excluded_cols text;
   current_cols text;
-  newer text := '';
+  filter text := '';
+  buried bigint;
 BEGIN
   SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum),
          string_agg('EXCLUDED.' || quote_ident(attname), ', ' ORDER BY attnum),
@@ -264,42 +369,54 @@ BEGIN
     FROM pg_attribute
    WHERE attrelid = format('%I.%I', dst, tbl)::regclass AND attnum > 0 AND NOT attisdropped
      AND attname NOT IN ('synced_at', 'synced_by');
-  IF tbl <> 'project_members' THEN
-    -- a change older than the row is never applied
-    newer := ' AND (d.updated_at IS NULL OR EXCLUDED.updated_at >= d.updated_at)';
+  IF since IS NOT NULL THEN
+    filter := 'WHERE updated_at >= $1';
+  ELSIF codes IS NOT NULL THEN
+    filter := 'WHERE code = ANY($6)';
   END IF;
   EXECUTE format(
     'WITH s AS MATERIALIZED (SELECT %1$s FROM %2$I.%3$I %4$s),
+          t AS MATERIALIZED (SELECT key, updated_at FROM coding_fdw._tombstones($4, $5) WHERE %9$L),
           up AS (INSERT INTO %5$I.%3$I AS d (%1$s, synced_at, synced_by)
                  SELECT %1$s, now(), $2 FROM s
+                  WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.key = s.%6$I AND %10$s)
                  ON CONFLICT (team, project, %6$I) DO UPDATE
                    SET (%1$s, synced_at, synced_by) = (%7$s, now(), $2)
-                   WHERE (%8$s) IS DISTINCT FROM (%7$s)%9$s
+                   WHERE (%8$s) IS DISTINCT FROM (%7$s)%11$s
                  RETURNING (xmax = 0) AS ins),
-          del AS (DELETE FROM %5$I.%3$I d WHERE $3 AND NOT EXISTS
-                    (SELECT 1 FROM s WHERE s.%6$I = d.%6$I) RETURNING 1)
+          del AS (DELETE FROM %5$I.%3$I d
+                   WHERE $3 AND ($6 IS NULL OR d.%6$I = ANY($6))
+                     AND NOT EXISTS (SELECT 1 FROM s WHERE s.%6$I = d.%6$I)
+                  RETURNING d.%6$I AS key, %12$s AS updated_at),
+          tomb AS (SELECT coding_fdw._bury($4, $5, array_agg(key), array_agg(updated_at)) AS n
+                     FROM del WHERE %9$L)
      SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins),
-            (SELECT count(*) FROM del), %10$s FROM up',
-    cols, src, tbl,
-    CASE WHEN since IS NULL THEN '' ELSE 'WHERE updated_at >= $1' END,
-    dst, keycol, excluded_cols, current_cols, newer,
+            (SELECT count(*) FROM del), %13$s, (SELECT n FROM tomb) FROM up',
+    cols, src, tbl, filter, dst, keycol, excluded_cols, current_cols, stamped,
+    CASE WHEN stamped THEN '(t.updated_at IS NULL OR s.updated_at IS NULL OR s.updated_at <= t.updated_at)'
+         ELSE 'false' END,
+    CASE WHEN stamped THEN ' AND (d.updated_at IS NULL OR EXCLUDED.updated_at >= d.updated_at)' ELSE '' END,
+    CASE WHEN stamped THEN 'd.updated_at' ELSE 'NULL::timestamptz' END,
     CASE WHEN tbl = 'issues' THEN '(SELECT max(updated_at) FROM s)' ELSE 'NULL::timestamptz' END)
-  INTO inserted, updated, deleted, newest
-  USING since, source, do_delete;
+  INTO inserted, updated, deleted, newest, buried
+  USING since, source, do_delete, srv, tbl, codes;
 END $$;
 
 -- Delete local issues that Coding no longer has: one listing of the codes
--- (a list-only column, so no DescribeIssue), the delete local.
-CREATE FUNCTION _reconcile(src name, dst name) RETURNS bigint
+-- (a list-only column, so no DescribeIssue), the delete local, tombstones
+-- for what went.
+CREATE FUNCTION _reconcile(srv oid, src name, dst name) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
   n bigint;
 BEGIN
   EXECUTE format('WITH k AS MATERIALIZED (SELECT code FROM %I.issues),
                        del AS (DELETE FROM %I.issues d WHERE NOT EXISTS
-                                 (SELECT 1 FROM k WHERE k.code = d.code) RETURNING 1)
-                  SELECT count(*) FROM del', src, dst)
-    INTO n;
+                                 (SELECT 1 FROM k WHERE k.code = d.code) RETURNING d.code, d.updated_at),
+                       tomb AS (SELECT coding_fdw._bury($1, ''issues'', array_agg(code::bigint),
+                                                        array_agg(updated_at)) FROM del)
+                  SELECT count(*) FROM del WHERE (SELECT count(*) FROM tomb) >= 0', src, dst)
+    INTO n USING srv;
   RETURN n;
 END $$;
 
@@ -313,11 +430,15 @@ $$;
 CREATE FUNCTION _record(srv oid, tbl text, source text, ins bigint, upd bigint, del bigint)
 RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
-  INSERT INTO coding_fdw.sync_counts AS c VALUES (srv, tbl, source, ins, upd, del)
+  INSERT INTO coding_fdw.sync_counts AS c
+  SELECT srv, tbl, source, ins, upd, del WHERE coding_fdw._owns(srv)
   ON CONFLICT (server_oid, table_name, source) DO UPDATE
     SET inserted = c.inserted + ins, updated = c.updated + upd, deleted = c.deleted + del
 $$;
 
+-- A sync done: the request it served, the cursor, the next poll (in mode
+-- webhook only the reconciliation interval: events keep the tables
+-- current), and old applied events and tombstones pruned.
 CREATE FUNCTION _finish(srv oid, served bigint, was_full boolean, reconciled boolean,
                         cursor_to timestamptz) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
@@ -328,9 +449,12 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
          last_full_sync = CASE WHEN was_full THEN now() ELSE last_full_sync END,
          last_poll = now(),
          last_reconcile = CASE WHEN reconciled THEN now() ELSE last_reconcile END,
-         next_poll = now() + poll_interval,
+         next_poll = now() + CASE mode WHEN 'webhook' THEN reconcile_interval ELSE poll_interval END,
          state = 'idle', last_error = NULL
-   WHERE server_oid = srv
+   WHERE server_oid = srv;
+  DELETE FROM coding_fdw.webhook_event
+   WHERE server_oid = srv AND state IN ('applied', 'ignored') AND done_at < now() - interval '1 day';
+  DELETE FROM coding_fdw.tombstone WHERE server_oid = srv AND deleted_at < now() - interval '2 days';
 $$;
 
 -- A failed sync: keep tables and cursor as they were, say why, retry soon.
@@ -368,14 +492,14 @@ BEGIN
   source := CASE WHEN is_full THEN 'full' ELSE 'poll' END;
   FOREACH tbl IN ARRAY ARRAY['issues', 'iterations', 'project_members'] LOOP
     SELECT * INTO r FROM coding_fdw._apply(
-      s.source_schema, s.into_schema, tbl, source,
+      srv, s.source_schema, s.into_schema, tbl, source,
       CASE WHEN tbl = 'issues' AND NOT is_full THEN s.issues_cursor - interval '1 day' END,
       is_full OR tbl <> 'issues');
     removed := r.deleted;
     IF tbl = 'issues' THEN
       newest := r.newest;
       IF reconcile AND NOT is_full THEN
-        removed := removed + coding_fdw._reconcile(s.source_schema, s.into_schema);
+        removed := removed + coding_fdw._reconcile(srv, s.source_schema, s.into_schema);
       END IF;
     END IF;
     PERFORM coding_fdw._record(srv, tbl, source, r.inserted, r.updated, removed);
@@ -386,6 +510,384 @@ BEGIN
     END IF;
   END LOOP;
   PERFORM coding_fdw._finish(srv, s.requested, is_full, reconcile, newest);
+END $$;
+
+-- ===================================================================
+-- Webhook events: applied by the worker through the same upsert/delete
+-- path as polling (interface.md §5, coding-api.md §5.4).
+-- ===================================================================
+
+-- A Coding millisecond epoch (number) as timestamptz; 0 and -28800000
+-- (Coding's "not set") and anything not a number are NULL.
+CREATE FUNCTION _ms(j jsonb) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN jsonb_typeof(j) = 'number' AND j::numeric NOT IN (0, -28800000)
+              THEN to_timestamp(j::numeric / 1000) END
+$$;
+
+-- A user reference: a user object's "id" or a plain number; 0 is NULL.
+CREATE FUNCTION _uid(j jsonb) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT nullif(CASE jsonb_typeof(j) WHEN 'object' THEN (j->>'id')::bigint
+                                     WHEN 'number' THEN j::numeric::bigint END, 0)
+$$;
+
+-- A positive int key (a number or a numeric string), else NULL.
+CREATE FUNCTION _key(j jsonb) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN jsonb_typeof(j) IN ('number', 'string') AND (j #>> '{}') ~ '^[0-9]{1,18}$'
+               AND (j #>> '{}')::bigint > 0 THEN (j #>> '{}')::bigint END
+$$;
+
+-- Which table an event changes: issues, iterations, project_members, or
+-- NULL for events that change none of them (GIT_*, WIKI_*, ...).
+CREATE FUNCTION _event_table(event text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN event LIKE 'ISSUE\_%' OR event = 'ITERATION_PLANNED' THEN 'issues'
+              WHEN event LIKE 'ITERATION\_%' THEN 'iterations'
+              WHEN event LIKE 'MEMBER\_%' THEN 'project_members' END
+$$;
+
+-- The issue code an issue event is about: "issue", the comment's issue, or
+-- the copy under the issue's type name that real deliveries carry.
+CREATE FUNCTION _issue_code(p jsonb) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT coding_fdw._key(coalesce(p->'issue', p->'issueComment'->'issue', p->'requirement',
+                                  p->'defect', p->'mission', p->'epic', p->'sub_task')->'code')
+$$;
+
+-- Upsert one row from a webhook object.  cols/exprs map columns to
+-- expressions over $4 (the object); a column whose payload key (keys) is
+-- absent keeps its value, as webhook objects carry fewer fields than the
+-- API.  raw is merged.  With stamped, an object older than the row is
+-- ignored, as is one not newer than the row's tombstone.
+-- Returns 'insert', 'update' or 'none'.
+CREATE FUNCTION _upsert_object(srv oid, dst name, tbl text, keycol text, team text, project text,
+                               key bigint, obj jsonb, raw jsonb, stamped boolean,
+                               cols text[], keys text[], exprs text[]) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+  ins boolean;
+  new_vals text;
+  set_vals text;
+  cur_vals text;
+BEGIN
+  IF stamped AND EXISTS (SELECT 1 FROM coding_fdw._tombstones(srv, tbl) t
+                          WHERE t.key = _upsert_object.key
+                            AND (t.updated_at IS NULL OR obj->'updated_at' IS NULL
+                                 OR coding_fdw._ms(obj->'updated_at') <= t.updated_at)) THEN
+    RETURN 'none';
+  END IF;
+  SELECT string_agg(e, ', ' ORDER BY i),
+         string_agg(format('CASE WHEN $4 ? %L THEN EXCLUDED.%I ELSE d.%I END', k, c, c), ', ' ORDER BY i),
+         string_agg('d.' || quote_ident(c), ', ' ORDER BY i)
+    INTO new_vals, set_vals, cur_vals
+    FROM unnest(cols, keys, exprs) WITH ORDINALITY u(c, k, e, i);
+  EXECUTE format(
+    'INSERT INTO %1$I.%2$I AS d (team, project, %3$I, %4$s, raw, synced_at, synced_by)
+     VALUES ($1, $2, $3, %5$s, $5, now(), ''webhook'')
+     ON CONFLICT (team, project, %3$I) DO UPDATE
+       SET (%4$s, raw, synced_at, synced_by) = (%6$s, coalesce(d.raw, ''{}'') || EXCLUDED.raw, now(), ''webhook'')
+       WHERE (%7$s, d.raw) IS DISTINCT FROM (%6$s, coalesce(d.raw, ''{}'') || EXCLUDED.raw)%8$s
+     RETURNING xmax = 0',
+    dst, tbl, keycol, (SELECT string_agg(quote_ident(c), ', ') FROM unnest(cols) c),
+    new_vals, set_vals, cur_vals,
+    CASE WHEN stamped THEN ' AND (d.updated_at IS NULL OR EXCLUDED.updated_at IS NULL
+                                  OR EXCLUDED.updated_at >= d.updated_at)' ELSE '' END)
+  INTO ins USING team, project, key, obj, raw;
+  RETURN CASE WHEN ins IS NULL THEN 'none' WHEN ins THEN 'insert' ELSE 'update' END;
+END $$;
+
+-- ITERATION_* from the payload (coding-api.md §5.4 mapping, with each id
+-- from its own object: assignee, creator, starter, completer, deleter).
+CREATE FUNCTION _webhook_iteration(srv oid, dst name, team text, project text, event text, p jsonb)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+  it jsonb := p->'iteration';
+  code bigint := coding_fdw._key(it->'code');
+  old_stamp timestamptz;
+BEGIN
+  IF jsonb_typeof(it) IS DISTINCT FROM 'object' THEN
+    RAISE EXCEPTION 'the payload has no "iteration" object' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF code IS NULL OR code > 2147483647 THEN
+    RAISE EXCEPTION 'the payload''s iteration has no valid "code"' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF event = 'ITERATION_DELETED' THEN
+    EXECUTE format('DELETE FROM %I.iterations WHERE team = $1 AND project = $2 AND code = $3 RETURNING updated_at', dst)
+      INTO old_stamp USING team, project, code;
+    PERFORM coding_fdw._bury(srv, 'iterations', ARRAY[code], ARRAY[greatest(old_stamp, coding_fdw._ms(it->'updated_at'))]);
+    RETURN CASE WHEN FOUND THEN 'delete' ELSE 'none' END;
+  END IF;
+  RETURN coding_fdw._upsert_object(srv, dst, 'iterations', 'code', team, project, code, it,
+    jsonb_strip_nulls(jsonb_build_object(
+      'Code', code, 'Name', it->'title', 'Goal', it->'goal', 'Status', it->'status',
+      'StartAt', it->'start_at', 'EndAt', it->'end_at', 'CreatedAt', it->'created_at',
+      'UpdatedAt', it->'updated_at', 'Assignee', coding_fdw._uid(it->'assignee'),
+      'Creator', coding_fdw._uid(it->'creator'), 'Starter', coding_fdw._uid(it->'starter'),
+      'Completer', coding_fdw._uid(it->'completer'), 'Deleter', coding_fdw._uid(it->'deleter'),
+      'WaitProcessCount', it->'wait_process_count', 'ProcessingCount', it->'processing_count',
+      'CompletedCount', it->'completed_count', 'CompletedPercent', it->'completed_percent')),
+    true,
+    ARRAY['name', 'goal', 'status', 'start_at', 'end_at', 'created_at', 'updated_at',
+          'assignee_id', 'creator_id', 'starter_id', 'completer_id', 'deleter_id',
+          'wait_process_count', 'processing_count', 'completed_count', 'completed_percent'],
+    ARRAY['title', 'goal', 'status', 'start_at', 'end_at', 'created_at', 'updated_at',
+          'assignee', 'creator', 'starter', 'completer', 'deleter',
+          'wait_process_count', 'processing_count', 'completed_count', 'completed_percent'],
+    ARRAY['$4->>''title''', '$4->>''goal''', '$4->>''status''',
+          'coding_fdw._ms($4->''start_at'')', 'coding_fdw._ms($4->''end_at'')',
+          'coding_fdw._ms($4->''created_at'')', 'coding_fdw._ms($4->''updated_at'')',
+          'coding_fdw._uid($4->''assignee'')', 'coding_fdw._uid($4->''creator'')',
+          'coding_fdw._uid($4->''starter'')', 'coding_fdw._uid($4->''completer'')',
+          'coding_fdw._uid($4->''deleter'')',
+          '($4->>''wait_process_count'')::int', '($4->>''processing_count'')::int',
+          '($4->>''completed_count'')::int', '($4->>''completed_percent'')::numeric']);
+END $$;
+
+-- MEMBER_* from the payload: id, name, name_pinyin, avatar (avatar_url),
+-- global_key (login); not the reference connector's Email <- html_url and
+-- Phone <- name.  Members carry no timestamp: events apply in arrival
+-- order, and a poll or reconciliation re-reads the whole list.
+CREATE FUNCTION _webhook_member(srv oid, dst name, team text, project text, event text, p jsonb)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+  m jsonb := p->'member';
+  id bigint := coding_fdw._key(m->'id');
+BEGIN
+  IF jsonb_typeof(m) IS DISTINCT FROM 'object' THEN
+    RAISE EXCEPTION 'the payload has no "member" object' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF id IS NULL THEN
+    RAISE EXCEPTION 'the payload''s member has no valid "id"' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF event = 'MEMBER_DELETED' THEN
+    EXECUTE format('DELETE FROM %I.project_members WHERE team = $1 AND project = $2 AND id = $3', dst)
+      USING team, project, id;
+    RETURN CASE WHEN FOUND THEN 'delete' ELSE 'none' END;
+  END IF;
+  RETURN coding_fdw._upsert_object(srv, dst, 'project_members', 'id', team, project, id, m,
+    jsonb_strip_nulls(jsonb_build_object('Id', id, 'Name', m->'name', 'NamePinYin', m->'name_pinyin',
+                                         'Avatar', m->'avatar_url', 'GlobalKey', m->'login')),
+    false,
+    ARRAY['name', 'name_pinyin', 'avatar', 'global_key'],
+    ARRAY['name', 'name_pinyin', 'avatar_url', 'login'],
+    ARRAY['$4->>''name''', '$4->>''name_pinyin''', '$4->>''avatar_url''', '$4->>''login''']);
+END $$;
+
+-- The pending events of a subscription that are due, oldest first.
+CREATE FUNCTION _events_due(srv oid, lim int)
+RETURNS TABLE (id bigint, event text, payload jsonb)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+BEGIN
+  IF NOT coding_fdw._owns(srv) THEN
+    RAISE EXCEPTION 'permission denied for the subscription of server %', srv USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN QUERY SELECT e.id, e.event, e.payload FROM coding_fdw.webhook_event e
+                WHERE e.server_oid = srv AND e.state = 'pending' AND e.next_attempt <= now()
+                ORDER BY e.id LIMIT lim;
+END $$;
+
+-- Record the outcome of events: applied or ignored, or failed with an
+-- error: retried with backoff (1 s doubling, at most 5 minutes) until
+-- coding_fdw.webhook_max_attempts, then a dead letter.
+CREATE FUNCTION _events_done(srv oid, ids bigint[], outcomes text[], errors text[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+DECLARE
+  max_attempts int := coalesce(current_setting('coding_fdw.webhook_max_attempts', true), '5')::int;
+  n_applied bigint;
+  n_ignored bigint;
+  n_dead bigint;
+BEGIN
+  IF NOT coding_fdw._owns(srv) THEN
+    RAISE EXCEPTION 'permission denied for the subscription of server %', srv USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  WITH u AS (
+    UPDATE coding_fdw.webhook_event e
+       SET state = CASE WHEN x.outcome <> 'failed' THEN x.outcome
+                        WHEN e.attempts + 1 >= max_attempts THEN 'dead' ELSE 'pending' END,
+           attempts = e.attempts + (x.outcome = 'failed')::int,
+           last_error = x.error,
+           next_attempt = CASE WHEN x.outcome = 'failed'
+                               THEN now() + least(interval '1 second' * 2 ^ e.attempts, interval '5 minutes')
+                               ELSE e.next_attempt END,
+           done_at = clock_timestamp()
+      FROM unnest(ids, outcomes, errors) x(id, outcome, error)
+     WHERE e.id = x.id AND e.server_oid = srv AND e.state = 'pending'
+    RETURNING e.state)
+  SELECT count(*) FILTER (WHERE state = 'applied'), count(*) FILTER (WHERE state = 'ignored'),
+         count(*) FILTER (WHERE state = 'dead')
+    INTO n_applied, n_ignored, n_dead FROM u;
+  INSERT INTO coding_fdw.webhook_counts AS c (server_oid, who, applied, ignored, dead)
+  VALUES (srv, 'worker', n_applied, n_ignored, n_dead)
+  ON CONFLICT (server_oid, who) DO UPDATE
+    SET applied = c.applied + n_applied, ignored = c.ignored + n_ignored, dead = c.dead + n_dead;
+END $$;
+
+-- The worker could not run _apply_events at all: every due event counts a
+-- failed attempt with the message.
+CREATE FUNCTION _events_failed(srv oid, message text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+  SELECT coding_fdw._events_done(srv, array_agg(id), array_agg('failed'::text), array_agg(message))
+    FROM coding_fdw._events_due(srv, 1000)
+$$;
+
+-- Ask for a poll soon (an event whose change only a poll can read).
+CREATE FUNCTION _poll_soon(srv oid) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+  UPDATE coding_fdw.subscription SET next_poll = least(next_poll, now())
+   WHERE server_oid = srv AND coding_fdw._owns(srv)
+$$;
+
+-- Apply up to "batch" due webhook events of a subscription, run by the
+-- worker as its owner in one transaction.  Issue events become one read of
+-- the issues they name (DescribeIssue each, concurrently; the last event
+-- per code decides between a refresh and a delete, and an issue Coding no
+-- longer has is deleted), so duplicates and reordering cost nothing and
+-- the row is always Coding's current one.  Iteration and member events
+-- apply their payload, each in its own subtransaction.  A failure is kept
+-- on its events for a retry.  Returns whether more events are due.
+CREATE FUNCTION _apply_events(srv oid, batch int DEFAULT 1000) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+  s coding_fdw.subscription := coding_fdw._get(srv);
+  team text;
+  project text;
+  ev record;
+  tbl text;
+  n int := 0;
+  ids bigint[] := '{}';
+  outcomes text[] := '{}';
+  errors text[] := '{}';
+  issue_ids bigint[] := '{}';
+  issue_codes bigint[] := '{}';
+  issue_deletes boolean[] := '{}';
+  issue_stamps timestamptz[] := '{}';
+  picked bigint[];
+  refresh int[];
+  gone bigint[];
+  r record;
+  res text;
+  msg text;
+  counts jsonb := '{}';       -- table -> [inserted, updated, deleted]
+  k text;
+BEGIN
+  IF s IS NULL THEN
+    RETURN false;
+  END IF;
+  SELECT (SELECT substr(o, 6) FROM unnest(srvoptions) o WHERE o LIKE 'team=%'),
+         (SELECT substr(o, 9) FROM unnest(srvoptions) o WHERE o LIKE 'project=%')
+    INTO team, project FROM pg_foreign_server WHERE oid = srv;
+
+  FOR ev IN SELECT * FROM coding_fdw._events_due(srv, batch) LOOP
+    n := n + 1;
+    tbl := coding_fdw._event_table(ev.event);
+    IF tbl = 'issues' AND (ev.event <> 'ITERATION_PLANNED' OR coding_fdw._issue_code(ev.payload) IS NOT NULL) THEN
+      issue_ids := issue_ids || ev.id;
+      issue_codes := issue_codes || coding_fdw._issue_code(ev.payload);
+      issue_deletes := issue_deletes || (ev.event = 'ISSUE_DELETED');
+      issue_stamps := issue_stamps || coding_fdw._ms(ev.payload->'issue'->'updated_at');
+      CONTINUE;
+    END IF;
+    BEGIN
+      IF tbl = 'iterations' OR ev.event = 'ITERATION_PLANNED' THEN
+        -- ITERATION_PLANNED without an issue: its iteration, and a poll
+        -- for the issues planned into it
+        IF ev.event = 'ITERATION_PLANNED' THEN
+          PERFORM coding_fdw._poll_soon(srv);
+          res := CASE WHEN ev.payload ? 'iteration'
+                      THEN coding_fdw._webhook_iteration(srv, s.into_schema, team, project, 'ITERATION_UPDATED', ev.payload)
+                      ELSE 'none' END;
+          tbl := 'iterations';
+        ELSE
+          res := coding_fdw._webhook_iteration(srv, s.into_schema, team, project, ev.event, ev.payload);
+        END IF;
+      ELSIF tbl = 'project_members' THEN
+        res := coding_fdw._webhook_member(srv, s.into_schema, team, project, ev.event, ev.payload);
+      ELSE
+        res := 'ignored';
+      END IF;
+      ids := ids || ev.id;
+      outcomes := outcomes || CASE WHEN res = 'ignored' THEN 'ignored' ELSE 'applied' END;
+      errors := errors || NULL::text;
+      IF res IN ('insert', 'update', 'delete') THEN
+        counts := jsonb_set(counts, ARRAY[tbl], to_jsonb(ARRAY[
+          coalesce((counts->tbl->>0)::bigint, 0) + (res = 'insert')::int,
+          coalesce((counts->tbl->>1)::bigint, 0) + (res = 'update')::int,
+          coalesce((counts->tbl->>2)::bigint, 0) + (res = 'delete')::int]));
+      END IF;
+    EXCEPTION WHEN OTHERS THEN
+      GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+      ids := ids || ev.id;
+      outcomes := outcomes || 'failed'::text;
+      errors := errors || msg;
+    END;
+  END LOOP;
+
+  IF cardinality(issue_ids) > 0 THEN
+    -- per code, the last event decides: refresh from Coding, or delete
+    SELECT array_agg(code::int) FILTER (WHERE NOT del), array_agg(code) FILTER (WHERE del)
+      INTO refresh, gone
+      FROM (SELECT DISTINCT ON (code) code, del FROM unnest(issue_codes, issue_deletes, issue_ids) u(code, del, id)
+             WHERE code IS NOT NULL AND code <= 2147483647 ORDER BY code, id DESC) x;
+    -- events naming no issue: malformed, kept with the error
+    picked := ARRAY(SELECT i FROM unnest(issue_ids, issue_codes) u(i, c) WHERE c IS NULL OR c > 2147483647);
+    ids := ids || picked;
+    outcomes := outcomes || array_fill('failed'::text, ARRAY[cardinality(picked)]);
+    errors := errors || array_fill('the payload names no issue code'::text, ARRAY[cardinality(picked)]);
+    IF refresh IS NOT NULL THEN
+      BEGIN
+        SELECT * INTO r FROM coding_fdw._apply(srv, s.source_schema, s.into_schema, 'issues', 'webhook',
+                                               NULL, true, refresh);
+        counts := jsonb_set(counts, '{issues}', to_jsonb(ARRAY[r.inserted, r.updated, r.deleted]));
+        msg := NULL;
+      EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+      END;
+      picked := ARRAY(SELECT i FROM unnest(issue_ids, issue_codes) u(i, c) WHERE c = ANY(refresh));
+      ids := ids || picked;
+      outcomes := outcomes || array_fill(CASE WHEN msg IS NULL THEN 'applied' ELSE 'failed' END,
+                                         ARRAY[cardinality(picked)]);
+      errors := errors || array_fill(msg, ARRAY[cardinality(picked)]);
+    END IF;
+    IF gone IS NOT NULL THEN
+      EXECUTE format('WITH d AS (DELETE FROM %I.issues WHERE team = $1 AND project = $2 AND code = ANY($3)
+                                 RETURNING code::bigint, updated_at)
+                      SELECT count(*), coding_fdw._bury($4, ''issues'', array_agg(d.code),
+                             array_agg(greatest(d.updated_at, (SELECT max(st) FROM unnest($5, $6) u(c, st)
+                                                               WHERE u.c = d.code)))) FROM d', s.into_schema)
+        INTO r USING team, project, gone, srv, issue_codes, issue_stamps;
+      -- tombstones also for deletes of rows we never had: a reordered
+      -- older event must not create them
+      PERFORM coding_fdw._bury(srv, 'issues', array_agg(c), array_agg(st))
+         FROM unnest(issue_codes, issue_stamps, issue_deletes) u(c, st, del) WHERE del AND c = ANY(gone);
+      counts := jsonb_set(counts, '{issues}', to_jsonb(ARRAY[
+        coalesce((counts->'issues'->>0)::bigint, 0), coalesce((counts->'issues'->>1)::bigint, 0),
+        coalesce((counts->'issues'->>2)::bigint, 0) + r.count]));
+      picked := ARRAY(SELECT i FROM unnest(issue_ids, issue_codes) u(i, c) WHERE c = ANY(gone));
+      ids := ids || picked;
+      outcomes := outcomes || array_fill('applied'::text, ARRAY[cardinality(picked)]);
+      errors := errors || array_fill(NULL::text, ARRAY[cardinality(picked)]);
+    END IF;
+  END IF;
+
+  IF n = 0 THEN
+    RETURN false;
+  END IF;
+  PERFORM coding_fdw._events_done(srv, ids, outcomes, errors);
+  FOR k IN SELECT jsonb_object_keys(counts) LOOP
+    PERFORM coding_fdw._record(srv, k, 'webhook', (counts->k->>0)::bigint, (counts->k->>1)::bigint,
+                               (counts->k->>2)::bigint);
+    IF (counts->k->>0)::bigint + (counts->k->>1)::bigint + (counts->k->>2)::bigint > 0 THEN
+      PERFORM pg_notify('coding_fdw_changes',
+        json_build_object('server', s.server_name, 'table', k, 'source', 'webhook',
+                          'inserted', (counts->k->>0)::bigint, 'updated', (counts->k->>1)::bigint,
+                          'deleted', (counts->k->>2)::bigint)::text);
+    END IF;
+  END LOOP;
+  RETURN n >= batch;
 END $$;
 
 -- Rows in one local table (NULL if it was dropped).
@@ -402,7 +904,9 @@ BEGIN
 END $$;
 
 -- Per server and table: what interface.md §4 lists.  Only the
--- subscription's owner (or members of its role) see its rows.
+-- subscription's owner (or members of its role) see its rows.  Webhook
+-- counters are per subscription (an event may be rejected before anyone
+-- knows its table), so they repeat on the server's three rows.
 CREATE VIEW sync_status WITH (security_barrier) AS
 SELECT s.server_name AS server, t.table_name, s.into_schema, s.mode, s.state,
        coding_fdw._rows(s.into_schema, t.table_name) AS rows,
@@ -413,12 +917,78 @@ SELECT s.server_name AS server, t.table_name, s.into_schema, s.mode, s.state,
        coalesce(p.deleted, 0) AS poll_deleted,
        coalesce(w.inserted, 0) AS webhook_inserted, coalesce(w.updated, 0) AS webhook_updated,
        coalesce(w.deleted, 0) AS webhook_deleted,
-       0::bigint AS webhook_received, 0::bigint AS webhook_applied, 0::bigint AS webhook_rejected,
+       coalesce(wl.received, 0) AS webhook_received,
+       coalesce(ww.applied, 0) AS webhook_applied,
+       coalesce(wl.rejected, 0) AS webhook_rejected,
        s.last_error, s.last_error_at
   FROM coding_fdw.subscription s
  CROSS JOIN (VALUES ('issues'), ('iterations'), ('project_members')) t(table_name)
   LEFT JOIN coding_fdw.sync_counts f ON f.server_oid = s.server_oid AND f.table_name = t.table_name AND f.source = 'full'
   LEFT JOIN coding_fdw.sync_counts p ON p.server_oid = s.server_oid AND p.table_name = t.table_name AND p.source = 'poll'
   LEFT JOIN coding_fdw.sync_counts w ON w.server_oid = s.server_oid AND w.table_name = t.table_name AND w.source = 'webhook'
+  LEFT JOIN coding_fdw.webhook_counts wl ON wl.server_oid = s.server_oid AND wl.who = 'listener'
+  LEFT JOIN coding_fdw.webhook_counts ww ON ww.server_oid = s.server_oid AND ww.who = 'worker'
  WHERE pg_has_role(s.owner_oid, 'USAGE');
 GRANT SELECT ON sync_status TO PUBLIC;
+
+-- Events received and not yet applied (with their last error, if any);
+-- the owner's subscriptions only.  No key, no secret.
+CREATE VIEW webhook_inbox WITH (security_barrier) AS
+SELECT s.server_name AS server, e.delivery, e.event, e.received_at, e.attempts,
+       e.next_attempt, e.last_error, e.payload
+  FROM coding_fdw.webhook_event e
+  JOIN coding_fdw.subscription s ON s.server_oid = e.server_oid
+ WHERE e.state = 'pending' AND pg_has_role(s.owner_oid, 'USAGE');
+GRANT SELECT ON webhook_inbox TO PUBLIC;
+
+-- Events that failed coding_fdw.webhook_max_attempts times, with the error.
+CREATE VIEW webhook_dead_letter WITH (security_barrier) AS
+SELECT s.server_name AS server, e.delivery, e.event, e.received_at, e.attempts,
+       e.done_at AS failed_at, e.last_error AS error, e.payload
+  FROM coding_fdw.webhook_event e
+  JOIN coding_fdw.subscription s ON s.server_oid = e.server_oid
+ WHERE e.state = 'dead' AND pg_has_role(s.owner_oid, 'USAGE');
+GRANT SELECT ON webhook_dead_letter TO PUBLIC;
+
+-- Put a dead letter back in the inbox (attempts start again).
+CREATE FUNCTION replay(delivery text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+DECLARE
+  n bigint;
+BEGIN
+  UPDATE coding_fdw.webhook_event e
+     SET state = 'pending', attempts = 0, next_attempt = '-infinity', done_at = NULL
+   WHERE e.delivery = replay.delivery AND e.state = 'dead'
+     AND e.server_oid IN (SELECT server_oid FROM coding_fdw.subscription
+                           WHERE pg_has_role(session_user, owner_oid, 'USAGE'));
+  GET DIAGNOSTICS n = ROW_COUNT;
+  IF n = 0 THEN
+    RAISE EXCEPTION 'no dead letter with delivery "%"', delivery
+      USING ERRCODE = 'undefined_object',
+            HINT = 'SELECT delivery FROM coding_fdw.webhook_dead_letter lists them.';
+  END IF;
+  UPDATE coding_fdw.webhook_counts c SET dead = c.dead - n
+   WHERE c.who = 'worker' AND c.server_oid IN (SELECT server_oid FROM coding_fdw.webhook_event e
+                                                WHERE e.delivery = replay.delivery AND e.state = 'pending');
+  PERFORM coding_fdw.wake_worker();
+END $$;
+
+-- The Service URL to paste into Coding (Project settings -> Developer
+-- options -> Service Hook -> HTTP webhook): the subscription owner only.
+CREATE FUNCTION webhook_url(server name) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  s coding_fdw.subscription := coding_fdw._subscription(server);
+  base text := coalesce(current_setting('coding_fdw.webhook_public_url', true), '');
+  addr text := coalesce(current_setting('coding_fdw.webhook_listen_address', true), '');
+BEGIN
+  IF addr = '' THEN
+    RAISE WARNING 'the webhook listener is disabled'
+      USING HINT = 'Set coding_fdw.webhook_listen_address in postgresql.conf and reload.';
+  END IF;
+  IF base = '' THEN
+    base := format('http://%s:%s', CASE WHEN addr IN ('', '*', '0.0.0.0', '::') THEN 'localhost' ELSE addr END,
+                   current_setting('coding_fdw.webhook_port', true));
+  END IF;
+  RETURN rtrim(base, '/') || '/coding_fdw/webhook/' || s.webhook_key;
+END $$;

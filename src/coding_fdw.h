@@ -10,6 +10,9 @@
  *	convert.c		known columns and JSON value -> Datum conversion
  *	fdw.c			FdwRoutine: planning, scanning, EXPLAIN, IMPORT
  *	functions.c		SQL-callable functions (test_connection)
+ *	ratelimit.c		the per-team request spacing, shared when preloaded
+ *	sync_worker.c	the sync background worker (polls, applies webhook events)
+ *	webhook_listener.c	the webhook listener background worker (stores events)
  *-------------------------------------------------------------------------
  */
 #ifndef CODING_FDW_H
@@ -140,6 +143,15 @@ extern int	coding_errclass_sqlstate(CodingErrorClass errclass);
 /* ---- sync_worker.c ---- */
 extern char *coding_sync_database;
 extern void coding_sync_init(void);
+extern void coding_sync_wake(void);
+
+/* ---- webhook_listener.c ---- */
+extern char *coding_webhook_listen_address;
+extern int	coding_webhook_port;
+extern char *coding_webhook_public_url;
+extern int	coding_webhook_max_body;
+extern int	coding_webhook_max_attempts;
+extern void coding_webhook_init(void);
 
 /* ---- ratelimit.c ---- */
 extern void coding_ratelimit_init(void);

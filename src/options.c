@@ -502,5 +502,6 @@ _PG_init(void)
 	coding_client_init();
 	coding_ratelimit_init();
 	coding_sync_init();
+	coding_webhook_init();
 	MarkGUCPrefixReserved("coding_fdw");
 }

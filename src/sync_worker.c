@@ -155,6 +155,17 @@ wake_xact_callback(XactEvent event, void *arg)
 }
 
 /*
+ * coding_sync_wake
+ *		Wake the worker now (the webhook listener, after its commit).
+ */
+void
+coding_sync_wake(void)
+{
+	if (sync_shared && sync_shared->latch)
+		SetLatch(sync_shared->latch);
+}
+
+/*
  * coding_wake_worker
  *		Wake the worker when the calling transaction commits (not before:
  *		it would not see the change yet; not at all if it aborts).
@@ -177,6 +188,8 @@ typedef struct DueSubscription
 	Oid			server;
 	Oid			owner;
 	char	   *name;
+	bool		poll_due;		/* a poll or full sync is due or asked for */
+	bool		events_due;		/* webhook events wait to be applied */
 } DueSubscription;
 
 /*
@@ -203,8 +216,13 @@ find_due(long *sleep_ms)
 		SPI_processed == 1 &&
 		SPI_execute("SELECT server_oid, owner_oid, server_name::text,"
 					" requested > applied OR next_poll <= now(),"
-					" greatest(0, extract(epoch FROM next_poll - now()) * 1000)::bigint"
-					" FROM coding_fdw.subscription ORDER BY next_poll", true, 0) == SPI_OK_SELECT)
+					" greatest(0, extract(epoch FROM least(next_poll, greatest(e.next_attempt, now())) - now()) * 1000)::bigint,"
+					" coalesce(e.next_attempt <= now(), false)"
+					" FROM coding_fdw.subscription s"
+					" LEFT JOIN LATERAL (SELECT min(next_attempt) AS next_attempt"
+					"                      FROM coding_fdw.webhook_event w"
+					"                     WHERE w.server_oid = s.server_oid AND w.state = 'pending') e ON true"
+					" ORDER BY next_poll", true, 0) == SPI_OK_SELECT)
 	{
 		for (i = 0; i < SPI_processed; i++)
 		{
@@ -212,7 +230,10 @@ find_due(long *sleep_ms)
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
 
-			if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+			bool		poll_due = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+			bool		events_due = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+
+			if (poll_due || events_due)
 			{
 				MemoryContext old = MemoryContextSwitchTo(caller);
 				DueSubscription *d = palloc(sizeof(DueSubscription));
@@ -220,6 +241,8 @@ find_due(long *sleep_ms)
 				d->server = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 				d->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
 				d->name = SPI_getvalue(tup, desc, 3);
+				d->poll_due = poll_due;
+				d->events_due = events_due;
 				due = lappend(due, d);
 				MemoryContextSwitchTo(old);
 			}
@@ -238,15 +261,17 @@ find_due(long *sleep_ms)
 /*
  * run_sql
  *		One statement with one oid (and maybe one text) argument, in its own
- *		transaction, as "role".
+ *		transaction, as "role".  Returns the first column of the first row
+ *		if it is a true boolean.
  */
-static void
+static bool
 run_sql(const char *sql, Oid role, Oid server, const char *message)
 {
 	Oid			types[2] = {OIDOID, TEXTOID};
 	Datum		values[2];
 	Oid			save_userid;
 	int			save_sec;
+	bool		result = false;
 
 	/* else now() stays the time the worker started */
 	SetCurrentStatementStartTimestamp();
@@ -259,27 +284,36 @@ run_sql(const char *sql, Oid role, Oid server, const char *message)
 	values[1] = message ? CStringGetTextDatum(message) : (Datum) 0;
 	if (SPI_execute_with_args(sql, message ? 2 : 1, types, values, NULL, false, 0) < 0)
 		elog(ERROR, "coding_fdw: SPI failed for \"%s\"", sql);
+	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts > 0 &&
+		SPI_tuptable->tupdesc->attrs[0].atttypid == BOOLOID)
+	{
+		bool		isnull;
+		Datum		v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		result = !isnull && DatumGetBool(v);
+	}
 	SetUserIdAndSecContext(save_userid, save_sec);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	return result;
 }
 
 /*
- * sync_one
- *		Sync one subscription as its owner.  A failure is rolled back and
- *		recorded; the worker goes on.
+ * run_guarded
+ *		Run one step of a subscription as its owner.  A failure is rolled
+ *		back, logged and recorded by failed_sql(server, message); the worker
+ *		goes on.  Returns the step's boolean result (false on failure).
  */
-static void
-sync_one(DueSubscription *d)
+static bool
+run_guarded(DueSubscription *d, const char *sql, const char *failed_sql, const char *what)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
-	char	   *activity = psprintf("coding_fdw: syncing server %s", d->name);
+	bool		result = false;
 
-	pgstat_report_activity(STATE_RUNNING, activity);
 	PG_TRY();
 	{
-		run_sql("SELECT coding_fdw._sync($1)", d->owner, d->server, NULL);
+		result = run_sql(sql, d->owner, d->server, NULL);
 	}
 	PG_CATCH();
 	{
@@ -293,11 +327,37 @@ sync_one(DueSubscription *d)
 		message = edata->detail ?
 			psprintf("%s (%s)", edata->message, edata->detail) : pstrdup(edata->message);
 		ereport(LOG,
-				(errmsg("coding_fdw: sync of server \"%s\" failed: %s", d->name, message)));
+				(errmsg("coding_fdw: %s of server \"%s\" failed: %s", what, d->name, message)));
 		FreeErrorData(edata);
-		run_sql("SELECT coding_fdw._failed($1, $2)", GetUserId(), d->server, message);
+		run_sql(failed_sql, GetUserId(), d->server, message);
+		result = false;
 	}
 	PG_END_TRY();
+	return result;
+}
+
+/*
+ * sync_one
+ *		Serve one subscription: its webhook events first (they are what a
+ *		user waits for), then a poll or full sync if one is due.
+ */
+static void
+sync_one(DueSubscription *d)
+{
+	if (d->events_due)
+	{
+		pgstat_report_activity(STATE_RUNNING,
+							   psprintf("coding_fdw: applying webhook events of server %s", d->name));
+		while (run_guarded(d, "SELECT coding_fdw._apply_events($1)",
+						   "SELECT coding_fdw._events_failed($1, $2)", "applying webhook events"))
+			CHECK_FOR_INTERRUPTS();
+	}
+	if (d->poll_due)
+	{
+		pgstat_report_activity(STATE_RUNNING,
+							   psprintf("coding_fdw: syncing server %s", d->name));
+		(void) run_guarded(d, "SELECT coding_fdw._sync($1)", "SELECT coding_fdw._failed($1, $2)", "sync");
+	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -340,7 +400,21 @@ coding_sync_worker_main(Datum arg)
 
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
-		due = find_due(&sleep_ms);
+		PG_TRY();
+		{
+			due = find_due(&sleep_ms);
+		}
+		PG_CATCH();
+		{
+			/* a broken catalog or extension must not crash-loop the worker */
+			MemoryContextSwitchTo(loop_cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			due = NIL;
+			sleep_ms = 5000;
+		}
+		PG_END_TRY();
 		foreach(lc, due)
 		{
 			CHECK_FOR_INTERRUPTS();

@@ -19,7 +19,9 @@ echo "== running suites in a throwaway cluster"
 pg_virtualenv -t -v 15 "$(pwd)/test/run_in_cluster.sh" 2>&1 | tee "$log1"
 rc1=${PIPESTATUS[0]}
 echo "== running suites in a cluster with shared_preload_libraries = coding_fdw"
-pg_virtualenv -t -v 15 -o shared_preload_libraries=coding_fdw \
+# the webhook listener on a port nobody else uses
+hook_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+pg_virtualenv -t -v 15 -o shared_preload_libraries=coding_fdw -o coding_fdw.webhook_port="$hook_port" \
     "$(pwd)/test/run_in_cluster.sh" --preload 2>&1 | tee "$log2"
 rc2=${PIPESTATUS[0]}
 # each phase ends with its total; add them up and repeat the sum last,
