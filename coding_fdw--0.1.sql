@@ -345,8 +345,9 @@ END $$;
 -- Coding no longer has; with codes, only those issues are read (DescribeIssue
 -- each) and only they can be deleted.  Runs as the subscription owner.  One
 -- statement, so the foreign table is read once; column names come from the
--- catalog.  A row with a tombstone is only brought back by a change newer
--- than its deletion, and deleted rows get tombstones.
+-- catalog.  In a poll or webhook refresh, a row with a tombstone is only
+-- brought back by a change newer than its deletion; deleted rows get
+-- tombstones.
 -- Returns inserted, updated, deleted and the newest updated_at seen.
 CREATE FUNCTION _apply(srv oid, src name, dst name, tbl text, source text,
                        since timestamptz, do_delete boolean, codes int[] DEFAULT NULL,
@@ -376,7 +377,7 @@ BEGIN
   END IF;
   EXECUTE format(
     'WITH s AS MATERIALIZED (SELECT %1$s FROM %2$I.%3$I %4$s),
-          t AS MATERIALIZED (SELECT key, updated_at FROM coding_fdw._tombstones($4, $5) WHERE %9$L),
+          t AS MATERIALIZED (SELECT key, updated_at FROM coding_fdw._tombstones($4, $5) WHERE %14$L),
           up AS (INSERT INTO %5$I.%3$I AS d (%1$s, synced_at, synced_by)
                  SELECT %1$s, now(), $2 FROM s
                   WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.key = s.%6$I AND %10$s)
@@ -397,7 +398,9 @@ BEGIN
          ELSE 'false' END,
     CASE WHEN stamped THEN ' AND (d.updated_at IS NULL OR EXCLUDED.updated_at >= d.updated_at)' ELSE '' END,
     CASE WHEN stamped THEN 'd.updated_at' ELSE 'NULL::timestamptz' END,
-    CASE WHEN tbl = 'issues' THEN '(SELECT max(updated_at) FROM s)' ELSE 'NULL::timestamptz' END)
+    CASE WHEN tbl = 'issues' THEN '(SELECT max(updated_at) FROM s)' ELSE 'NULL::timestamptz' END,
+    -- a full sync is an explicit "take Coding's state": no tombstone holds
+    stamped AND source <> 'full')
   INTO inserted, updated, deleted, newest, buried
   USING since, source, do_delete, srv, tbl, codes;
 END $$;
@@ -607,6 +610,7 @@ DECLARE
   it jsonb := p->'iteration';
   code bigint := coding_fdw._key(it->'code');
   old_stamp timestamptz;
+  n bigint;
 BEGIN
   IF jsonb_typeof(it) IS DISTINCT FROM 'object' THEN
     RAISE EXCEPTION 'the payload has no "iteration" object' USING ERRCODE = 'invalid_parameter_value';
@@ -617,8 +621,9 @@ BEGIN
   IF event = 'ITERATION_DELETED' THEN
     EXECUTE format('DELETE FROM %I.iterations WHERE team = $1 AND project = $2 AND code = $3 RETURNING updated_at', dst)
       INTO old_stamp USING team, project, code;
+    GET DIAGNOSTICS n = ROW_COUNT;      -- EXECUTE does not set FOUND
     PERFORM coding_fdw._bury(srv, 'iterations', ARRAY[code], ARRAY[greatest(old_stamp, coding_fdw._ms(it->'updated_at'))]);
-    RETURN CASE WHEN FOUND THEN 'delete' ELSE 'none' END;
+    RETURN CASE WHEN n > 0 THEN 'delete' ELSE 'none' END;
   END IF;
   RETURN coding_fdw._upsert_object(srv, dst, 'iterations', 'code', team, project, code, it,
     jsonb_strip_nulls(jsonb_build_object(
@@ -656,6 +661,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
   m jsonb := p->'member';
   id bigint := coding_fdw._key(m->'id');
+  n bigint;
 BEGIN
   IF jsonb_typeof(m) IS DISTINCT FROM 'object' THEN
     RAISE EXCEPTION 'the payload has no "member" object' USING ERRCODE = 'invalid_parameter_value';
@@ -666,7 +672,8 @@ BEGIN
   IF event = 'MEMBER_DELETED' THEN
     EXECUTE format('DELETE FROM %I.project_members WHERE team = $1 AND project = $2 AND id = $3', dst)
       USING team, project, id;
-    RETURN CASE WHEN FOUND THEN 'delete' ELSE 'none' END;
+    GET DIAGNOSTICS n = ROW_COUNT;      -- EXECUTE does not set FOUND
+    RETURN CASE WHEN n > 0 THEN 'delete' ELSE 'none' END;
   END IF;
   RETURN coding_fdw._upsert_object(srv, dst, 'project_members', 'id', team, project, id, m,
     jsonb_strip_nulls(jsonb_build_object('Id', id, 'Name', m->'name', 'NamePinYin', m->'name_pinyin',

@@ -208,6 +208,8 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url,
 	if (req == NULL)
 	{
 		const char *clen;
+		const char *expect;
+		bool		body_follows;
 
 		req = calloc(1, sizeof(WebhookRequest));
 		if (req == NULL)
@@ -215,11 +217,22 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url,
 		*con_cls = req;
 		req->conn = conn;
 		req->state = REQ_READING;
+
+		/*
+		 * An early answer (404, 405, 413) is sent at once only if no body is
+		 * on its way; otherwise the body is read and dropped first, so that
+		 * the sender sees the answer instead of a connection reset.
+		 */
+		clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+		body_follows = (expect == NULL || pg_strcasecmp(expect, "100-continue") != 0) &&
+			((clen != NULL && strtoull(clen, NULL, 10) > 0) ||
+			 MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL);
 		if (strncmp(url, WEBHOOK_PATH, strlen(WEBHOOK_PATH)) != 0 ||
 			!valid_key_syntax(url + strlen(WEBHOOK_PATH)))
 		{
 			set_answer(req, MHD_HTTP_NOT_FOUND, "not found");
-			return send_answer(req);
+			return body_follows ? MHD_YES : send_answer(req);
 		}
 		strcpy(req->key, url + strlen(WEBHOOK_PATH));
 		if (strcmp(method, MHD_HTTP_METHOD_GET) == 0)
@@ -227,14 +240,13 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url,
 		else if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
 		{
 			set_answer(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
-			return send_answer(req);
+			return body_follows ? MHD_YES : send_answer(req);
 		}
-		clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (clen && strtoull(clen, NULL, 10) > (unsigned long long) coding_webhook_max_body)
 		{
 			req->too_large = true;
 			set_answer(req, MHD_HTTP_CONTENT_TOO_LARGE, "body too large");
-			return send_answer(req);
+			return body_follows ? MHD_YES : send_answer(req);
 		}
 		return MHD_YES;
 	}
@@ -591,8 +603,11 @@ store_batch(WebhookRequest **reqs, int n)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 
-	if (SPI_execute("SELECT server_oid, webhook_key, webhook_secret FROM coding_fdw.subscription"
-					" WHERE to_regclass('coding_fdw.subscription') IS NOT NULL", true, 0) == SPI_OK_SELECT)
+	/* no extension here (yet, or any more): no key is known */
+	if (SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'coding_fdw'", true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1 &&
+		SPI_execute("SELECT server_oid, webhook_key, webhook_secret FROM coding_fdw.subscription",
+					true, 0) == SPI_OK_SELECT)
 	{
 		subs = palloc(sizeof(ListenerSub) * Max(SPI_processed, 1));
 		for (i = 0; i < (int) SPI_processed; i++)

@@ -125,7 +125,10 @@ class Results:
             fn()
         except Exception as e:  # a failed check must not stop the others
             self.failed += 1
-            print("FAIL %s: %s" % (name, e))
+            import traceback
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            print("FAIL %s: %s (%s line %d: %s)" % (name, e or type(e).__name__,
+                                                   os.path.basename(where.filename), where.lineno, where.line))
         else:
             self.passed += 1
             print("ok   %s (%.1fs)" % (name, time.monotonic() - start))

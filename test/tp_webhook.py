@@ -1,0 +1,600 @@
+#!/usr/bin/env python3
+"""tp_webhook: the webhook listener and the apply of its events, in a
+cluster with shared_preload_libraries = coding_fdw (test/run_tests.sh
+passes a free coding_fdw.webhook_port).
+
+Checks (issue #6): every HTTP answer of interface.md §6 (200 ping, 404,
+405, 413, 400, form bodies); signatures good, bad and missing; each event
+type applied end to end from real-shaped deliveries of the simulated
+server, the tables then equal to Coding's data; duplicates applied once;
+reordered deliveries (a delete before the older update) never resurrect a
+row; an event that cannot be applied stays in the inbox with its error, is
+retried, becomes a dead letter, and replay() brings it back; a burst of
+10,000 events from 8 concurrent senders all applied; kill -9 of the
+listener and of the sync worker during a burst loses no acknowledged
+event; in mode "both" a dropped webhook is repaired by polling.  Every
+wait is wait_for_sync or a polled condition with a deadline.
+"""
+import http.client
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+from pgtest import Results, Sim, psql, wait_until
+
+DB = "postgres"
+
+
+def q(sql):
+    return psql(sql, db=DB)
+
+
+def q_retry(sql, timeout=60):
+    """A query that may meet a restarting cluster: retried until it works."""
+    def attempt():
+        r = psql(sql, db=DB, check=False)
+        return r if r.returncode == 0 else None
+    return wait_until(attempt, timeout, "the cluster to answer %r" % sql[:60], interval=0.2).stdout.strip()
+
+
+def wait_for_sync(server, timeout="60 s"):
+    return q("SELECT coding_fdw.wait_for_sync('%s', '%s')" % (server, timeout)) == "t"
+
+
+def post(url, body, headers=None, method="POST", raw=None):
+    """One HTTP request; returns (status, body text, headers)."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    req = urllib.request.Request(url, data=data, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(), dict(e.headers)
+
+
+def iteration_event(code, title="Burst", event="ITERATION_CREATED", updated=1700000000000):
+    """A real-shaped ITERATION_* body (coding-api.md S9)."""
+    return {"event": event, "eventName": "创建迭代",
+            "iteration": {"title": title, "goal": "g", "code": code, "status": "WAIT_PROCESS",
+                          "creator": {"id": 8613060, "login": "cxRf", "name": "Gavin"},
+                          "plan_issue_number": 0, "start_at": 1668009600000, "end_at": 1668268799000,
+                          "created_at": 1665309831747, "updated_at": updated},
+            "project": {"id": 1, "name": "backend"}, "team": {"id": 1, "domain": "acme"}}
+
+
+def status_row(server, table):
+    return json.loads(q("SELECT row_to_json(s) FROM coding_fdw.sync_status s "
+                        "WHERE server = '%s' AND table_name = '%s'" % (server, table)))
+
+
+def diff(schema, table, src, cols):
+    """Rows differing between a local table and its foreign source on cols."""
+    c = ", ".join(cols)
+    return int(q("SELECT (SELECT count(*) FROM (SELECT %s FROM %s.%s EXCEPT SELECT %s FROM %s.%s) a) "
+                 "+ (SELECT count(*) FROM (SELECT %s FROM %s.%s EXCEPT SELECT %s FROM %s.%s) b)"
+                 % (c, schema, table, c, src, table, c, src, table, c, schema, table)))
+
+
+ISSUE_COLS = None   # every column but synced_*, filled in main()
+ITERATION_COLS = ["code", "name", "goal", "status", "start_at", "end_at", "created_at",
+                  "updated_at", "assignee_id", "creator_id"]
+MEMBER_COLS = ["id", "name", "name_pinyin", "avatar", "global_key"]
+
+
+class Burst:
+    """N senders POSTing events concurrently over keep-alive connections;
+    each event is retried until acknowledged (200) or the deadline, so a
+    listener restart costs time, not events.  Records what was acked."""
+
+    def __init__(self, url, bodies, senders=8, deadline=180):
+        self.url = urllib.parse.urlsplit(url)
+        self.bodies = bodies
+        self.senders = senders
+        self.deadline = time.monotonic() + deadline
+        self.acked = set()
+        self.statuses = {}
+        self.lock = threading.Lock()
+        self.next = 0
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(senders)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def join(self):
+        for t in self.threads:
+            t.join()
+        return self
+
+    def _take(self):
+        with self.lock:
+            if self.next >= len(self.bodies):
+                return None
+            self.next += 1
+            return self.next - 1
+
+    def _run(self):
+        conn = None
+        while True:
+            i = self._take()
+            if i is None:
+                break
+            delivery, body = self.bodies[i]
+            data = json.dumps(body).encode()
+            while time.monotonic() < self.deadline:
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=10)
+                    conn.request("POST", self.url.path, data,
+                                 {"Content-Type": "application/json", "X-Coding-Delivery": delivery,
+                                  "X-Coding-Service-Hook-Event": body["event"]})
+                    r = conn.getresponse()
+                    r.read()
+                    with self.lock:
+                        self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
+                    if r.status == 200:
+                        with self.lock:
+                            self.acked.add(delivery)
+                        break
+                except (OSError, http.client.HTTPException):
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                time.sleep(0.05)     # client retry pacing, not synchronisation
+
+
+def leaf_issues(schema):
+    """Issues whose changes show in no other issue (no parent, no children,
+    not an epic): the simulated server, like Coding, sends no webhook for
+    the copies of an issue inside other issues."""
+    return [int(x) for x in q(
+        "SELECT string_agg(code::text, ',' ORDER BY code) FROM %s.issues i WHERE parent_code IS NULL "
+        "AND type <> 'EPIC' AND NOT EXISTS (SELECT 1 FROM %s.issues c WHERE c.parent_code = i.code)"
+        % (schema, schema)).split(",")]
+
+
+def backend_pid(kind):
+    out = q_retry("SELECT pid FROM pg_stat_activity WHERE backend_type = 'coding_fdw %s'" % kind)
+    return int(out) if out else None
+
+
+def main():
+    global ISSUE_COLS
+    res = Results()
+    sim = Sim("--team", "acme", "--project", "backend:80", "--project", "mobile:30",
+              "--token", "secret-token", "--seed", "11")
+    sim_url = sim.url
+    try:
+        q("DROP EXTENSION IF EXISTS coding_fdw CASCADE")
+        q("DROP SCHEMA IF EXISTS mirror, mirror2, signed CASCADE")
+        q("CREATE EXTENSION coding_fdw")
+        q("""CREATE SERVER coding FOREIGN DATA WRAPPER coding_fdw
+               OPTIONS (team 'acme', project 'backend', api_url '%s', rate_limit '100000');
+             CREATE USER MAPPING FOR CURRENT_USER SERVER coding OPTIONS (token 'secret-token');
+             CREATE SERVER signed FOREIGN DATA WRAPPER coding_fdw
+               OPTIONS (team 'acme', project 'mobile', api_url '%s', rate_limit '100000');
+             CREATE USER MAPPING FOR CURRENT_USER SERVER signed OPTIONS (token 'secret-token');
+             CREATE SERVER hybrid FOREIGN DATA WRAPPER coding_fdw
+               OPTIONS (team 'acme', project 'mobile', api_url '%s', rate_limit '100000');
+             CREATE USER MAPPING FOR CURRENT_USER SERVER hybrid OPTIONS (token 'secret-token');""" %
+          (sim_url, sim_url, sim_url))
+        q("SELECT coding_fdw.sync_start('coding', 'mirror', 'webhook')")
+        q("SELECT coding_fdw.sync_start('signed', 'signed', 'webhook', webhook_secret => 's3cr3t')")
+        assert wait_for_sync("coding") and wait_for_sync("signed")
+        src = q("SELECT source_schema FROM coding_fdw.subscription WHERE server_name = 'coding'")
+        ISSUE_COLS = q("SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute "
+                       "WHERE attrelid = 'mirror.issues'::regclass AND attnum > 0 AND NOT attisdropped "
+                       "AND attname NOT IN ('synced_at', 'synced_by')").split(",")
+        url = q("SELECT coding_fdw.webhook_url('coding')")
+        signed_url = q("SELECT coding_fdw.webhook_url('signed')")
+        port = q("SHOW coding_fdw.webhook_port")
+        base = "http://127.0.0.1:%s" % port
+
+        def listener_running():
+            assert backend_pid("webhook listener"), "no listener in pg_stat_activity"
+            assert backend_pid("sync worker"), "no sync worker in pg_stat_activity"
+            key = url.rsplit("/", 1)[1]
+            assert url == "%s/coding_fdw/webhook/%s" % (base, key), url
+            assert len(key) == 64 and all(c in "0123456789abcdef" for c in key), key
+            assert signed_url.rsplit("/", 1)[1] != key
+            q("ALTER SYSTEM SET coding_fdw.webhook_public_url = 'https://pg.example.com:8808/'")
+            q("SELECT pg_reload_conf()")
+            wait_until(lambda: q("SELECT coding_fdw.webhook_url('coding')").startswith("https://pg.example.com:8808/coding_fdw/webhook/"),
+                       10, "webhook_url to use webhook_public_url")
+            q("ALTER SYSTEM RESET coding_fdw.webhook_public_url")
+            q("SELECT pg_reload_conf()")
+            wait_until(lambda: q("SELECT coding_fdw.webhook_url('coding')") == url, 10, "the default base again")
+        res.check("listener runs; webhook_url is {public_url}/coding_fdw/webhook/{random key}", listener_running)
+
+        def http_answers():
+            st, body, _ = post(url, None, method="GET")
+            assert st == 200, (st, body)
+            st, body, _ = post(base + "/coding_fdw/webhook/" + "0" * 64, iteration_event(1))
+            assert st == 404 and "ok\":false" in body and url.rsplit("/", 1)[1] not in body, (st, body)
+            st, body, _ = post(base + "/coding_fdw/webhook/" + "0" * 64, None, method="GET")
+            assert st == 404, st
+            st, _, _ = post(base + "/other/path", iteration_event(1))
+            assert st == 404, st
+            st, _, h = post(url, iteration_event(1), method="PUT")
+            assert st == 405 and h.get("Allow") == "GET, POST", (st, h)
+            st, _, _ = post(url, None, method="DELETE")
+            assert st == 405, st
+            st, body, _ = post(url, None, raw=b"x" * (1024 * 1024 + 1))
+            assert st == 413, (st, body)
+            for raw, why in ((b"{not json", "not a JSON object"), (b"[1,2]", "not a JSON object"),
+                             (b"", "empty body"), (b'{"no":"event"}', "no event name"),
+                             (b'{"event":"ISSUE_UPDATED","x":"\\u0000"}', "not valid UTF-8 JSON"),
+                             (b'{"event":"ISSUE_UPDATED","x":"\xff"}', "not valid UTF-8 JSON")):
+                st, body, _ = post(url, None, raw=raw)
+                assert st == 400 and why in body, (raw, st, body)
+            st, body, _ = post(url, None, raw=b'{"token":"123","zen":"Coding!"}', headers={"X-Coding-Event": "ping"})
+            assert st == 200, (st, body)
+            # a form body with the JSON in field "payload"
+            form = urllib.parse.urlencode({"payload": json.dumps(iteration_event(900001, "Form"))}).encode()
+            st, body, _ = post(url, None, raw=form, headers={"Content-Type": "application/x-www-form-urlencoded",
+                                                              "X-Coding-Delivery": "form-1"})
+            assert st == 200, (st, body)
+            assert wait_for_sync("coding")
+            assert q("SELECT name FROM mirror.iterations WHERE code = 900001") == "Form"
+            assert int(status_row("coding", "issues")["webhook_rejected"]) == 6
+            q("DELETE FROM mirror.iterations WHERE code = 900001")
+        res.check("HTTP answers: GET 200, 404 unknown key/path, 405, 413, 400 malformed, ping, form body", http_answers)
+
+        def signatures():
+            import hashlib
+            import hmac
+            body = json.dumps(iteration_event(900002, "Signed")).encode()
+            good = "sha1=" + hmac.new(b"s3cr3t", body, hashlib.sha1).hexdigest()
+            st, text, _ = post(signed_url, None, raw=body)
+            assert st == 401 and "signature required" in text, (st, text)
+            st, text, _ = post(signed_url, None, raw=body, headers={"X-Coding-Signature": "sha1=" + "0" * 40})
+            assert st == 401 and "signature mismatch" in text, (st, text)
+            st, text, _ = post(signed_url, None, raw=body + b" ", headers={"X-Coding-Signature": good})
+            assert st == 401, (st, text)
+            st, text, _ = post(signed_url, None, raw=body, headers={"X-Coding-Signature": good.upper().replace("SHA1=", "sha1="),
+                                                                    "X-Coding-Delivery": "signed-1"})
+            assert st == 200, (st, text)
+            assert wait_for_sync("signed")
+            assert q("SELECT name FROM signed.iterations WHERE code = 900002") == "Signed"
+            assert int(status_row("signed", "issues")["webhook_rejected"]) == 3
+            # the simulated server signs with the same secret: applied
+            sim.call("POST", "/_sim/webhook", {"url": signed_url, "secret": "s3cr3t"})
+            sim.call("PATCH", "/_sim/projects/mobile/iterations/1", {"Name": "signed by sim"})
+            wait_until(lambda: [d for d in sim.call("GET", "/_sim/webhook/deliveries")["deliveries"]
+                                if d["status"] == 200], 20, "the signed delivery")
+            assert wait_for_sync("signed")
+            assert q("SELECT name FROM signed.iterations WHERE code = 1") == "signed by sim"
+            q("DELETE FROM signed.iterations WHERE code = 900002")
+        res.check("signatures: missing 401, wrong 401, changed body 401, good (any case) 200 and applied", signatures)
+
+        def other_roles():
+            q("DROP ROLE IF EXISTS intruder; CREATE ROLE intruder LOGIN PASSWORD 'intruder-pw'")
+            st, _, _ = post(url, {"event": "ITERATION_UPDATED", "iteration": {"title": "x"}},
+                            headers={"X-Coding-Delivery": "private-1"})
+            assert st == 200
+            def as_intruder(sql):
+                """sql in a session of its own as intruder (not SET ROLE: the
+                functions check the session user, as SET ROLE can always be reset)."""
+                env = dict(os.environ, PGUSER="intruder", PGPASSWORD="intruder-pw")
+                return subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", DB, "-c", sql],
+                                      capture_output=True, text=True, env=env, timeout=60)
+            for sql in ("SELECT count(*) FROM coding_fdw.webhook_inbox", "SELECT count(*) FROM coding_fdw.webhook_dead_letter",
+                        "SELECT count(*) FROM coding_fdw.sync_status"):
+                r = as_intruder(sql)
+                assert r.returncode == 0 and r.stdout.strip() == "0", (sql, r.stdout, r.stderr)
+            for table in ("webhook_event", "subscription", "tombstone", "webhook_counts"):
+                r = as_intruder("SELECT * FROM coding_fdw.%s" % table)
+                assert "permission denied for table %s" % table in r.stderr, r.stderr
+            r = as_intruder("SELECT coding_fdw.webhook_url('coding')")
+            assert 'permission denied for the subscription of server "coding"' in r.stderr, r.stderr
+            r = as_intruder("SELECT * FROM coding_fdw._tombstones((SELECT oid FROM pg_foreign_server WHERE srvname = 'coding'), 'issues')")
+            assert "permission denied for the subscription" in r.stderr, r.stderr
+            wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_dead_letter WHERE delivery = 'private-1'") == "1"
+                       or q("SELECT count(*) FROM coding_fdw.webhook_inbox WHERE delivery = 'private-1'") == "1",
+                       20, "the event stored")
+            q("ALTER SYSTEM SET coding_fdw.webhook_max_attempts = 1")
+            q("SELECT pg_reload_conf()")
+            wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_dead_letter WHERE delivery = 'private-1'") == "1",
+                       30, "the dead letter")
+            q("ALTER SYSTEM RESET coding_fdw.webhook_max_attempts")
+            q("SELECT pg_reload_conf()")
+            r = as_intruder("SELECT coding_fdw.replay('private-1')")
+            assert 'no dead letter with delivery "private-1"' in r.stderr, r.stderr
+            # the payload is data: SQL-looking content is stored as is
+            evil = "x'); DROP TABLE mirror.issues; --"
+            st, _, _ = post(url, iteration_event(900003, evil), headers={"X-Coding-Delivery": "evil-1"})
+            assert st == 200 and wait_for_sync("coding")
+            assert q("SELECT name FROM mirror.iterations WHERE code = 900003") == evil
+            q("DELETE FROM mirror.iterations WHERE code = 900003")
+            q("DROP ROLE intruder")
+        res.check("other roles see no inbox, dead letter, status, key or tombstone; payloads stay data", other_roles)
+
+        def bad_config():
+            import socket
+            pid = backend_pid("webhook listener")
+            busy = socket.socket()
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            busy_port = busy.getsockname()[1]
+            try:
+                q("ALTER SYSTEM SET coding_fdw.webhook_port = %d" % busy_port)
+                q("SELECT pg_reload_conf()")
+
+                def old_port_closed():
+                    try:
+                        post(url, None, method="GET")
+                        return False
+                    except urllib.error.URLError:
+                        return True
+                    except (OSError, http.client.HTTPException):
+                        return False    # accepted, then closed as the daemon stopped
+                wait_until(old_port_closed, 10, "the listener to leave the old port")
+                q("ALTER SYSTEM SET coding_fdw.webhook_listen_address = 'no.such.host.invalid'")
+                q("SELECT pg_reload_conf()")
+                q("SELECT pg_sleep(0)")
+                assert backend_pid("webhook listener") == pid, "the listener restarted"
+            finally:
+                busy.close()
+                q("ALTER SYSTEM RESET coding_fdw.webhook_listen_address")
+                q("ALTER SYSTEM RESET coding_fdw.webhook_port")
+                q("SELECT pg_reload_conf()")
+
+            def serving():
+                try:
+                    return post(url, None, method="GET")[0] == 200
+                except (OSError, http.client.HTTPException):
+                    return False
+            wait_until(serving, 20, "the listener back on its port")
+            assert backend_pid("webhook listener") == pid, "the listener restarted"
+        res.check("port in use or a bad address: the listener keeps running, retries, and serves once fixed",
+                  bad_config)
+
+        def deliveries_done(n):
+            def done():
+                d = sim.call("GET", "/_sim/webhook/deliveries")["deliveries"]
+                return len(d) >= n and d
+            return wait_until(done, 30, "%d deliveries" % n)
+
+        def each_event_type():
+            sim.call("DELETE", "/_sim/webhook/deliveries")
+            sim.call("POST", "/_sim/webhook", {"url": url})
+            before = {t: status_row("coding", t) for t in ("issues", "iterations", "project_members")}
+            leaves = leaf_issues("mirror")
+            P = "/_sim/projects/backend"
+            new = sim.call("POST", P + "/issues", {"Name": "made in Coding", "Type": "DEFECT"})
+            code = new["Code"]
+            sim.call("PATCH", P + "/issues/%d" % code, {"Name": "renamed"})
+            for ev, change in (("ISSUE_STATUS_UPDATED", {"Priority": "3"}),
+                               ("ISSUE_ASSIGNEE_CHANGED", {"Description": "assignee"}),
+                               ("ISSUE_ITERATION_CHANGED", {"IterationCode": 1}),
+                               ("ISSUE_RELATIONSHIP_CHANGED", {"Description": "rel"}),
+                               ("ISSUE_COMMENT_CREATED", {"Description": "comment"}),
+                               ("ISSUE_HOUR_RECORD_UPDATED", {"WorkingHours": 2.5}),
+                               ("ITERATION_PLANNED", {"IterationCode": 2})):
+                sim.call("PATCH", P + "/issues/%d?event=%s" % (code, ev), change)
+            sim.call("DELETE", P + "/issues/%d" % leaves[0])
+            it = sim.call("POST", P + "/iterations", {"Name": "hook sprint"})
+            sim.call("PATCH", P + "/iterations/%d" % it["Code"], {"Goal": "ship it"})
+            # (an iteration with issues would move them without a webhook)
+            sim.call("DELETE", P + "/iterations/%d" % it["Code"])
+            m = sim.call("POST", P + "/members", {})
+            sim.call("PATCH", P + "/members/%d" % m["Id"], {"Name": "Renamed member"})
+            sim.call("DELETE", P + "/members/%d" % m["Id"])
+            deliveries_done(16)
+            st, _, _ = post(url, {"event": "GIT_PUSHED", "ref": "refs/heads/main"},
+                            headers={"X-Coding-Delivery": "git-1"})
+            assert st == 200
+            assert wait_for_sync("coding")
+            assert diff("mirror", "issues", src, ISSUE_COLS) == 0, "issues differ"
+            assert diff("mirror", "iterations", src, ITERATION_COLS) == 0, "iterations differ"
+            assert diff("mirror", "project_members", src, MEMBER_COLS) == 0, "members differ"
+            assert q("SELECT synced_by FROM mirror.issues WHERE code = %d" % code) == "webhook"
+            after = {t: status_row("coding", t) for t in before}
+            d = lambda t, k: int(after[t][k]) - int(before[t][k])
+            # the issue's 9 events are coalesced or applied one by one,
+            # depending on batching: one insert, updates, one delete
+            assert d("issues", "webhook_inserted") == 1 and d("issues", "webhook_deleted") == 1, after["issues"]
+            assert (d("iterations", "webhook_inserted"), d("iterations", "webhook_updated"),
+                    d("iterations", "webhook_deleted")) == (1, 1, 1), after["iterations"]
+            assert (d("project_members", "webhook_inserted"), d("project_members", "webhook_updated"),
+                    d("project_members", "webhook_deleted")) == (1, 1, 1), after["project_members"]
+            assert d("issues", "webhook_received") == 17
+            assert q("SELECT state FROM coding_fdw.webhook_event WHERE delivery = 'git-1'") == "ignored"
+            assert q("SELECT count(*) FROM coding_fdw.webhook_inbox") == "0"
+        res.check("each event type applied end to end; tables equal Coding's; counts exact; GIT_PUSHED ignored",
+                  each_event_type)
+
+        def duplicates():
+            sim.call("DELETE", "/_sim/webhook/deliveries")
+            sim.call("POST", "/_sim/webhook", {"url": url, "duplicate": 1})
+            before = status_row("coding", "iterations")
+            sim.call("PATCH", "/_sim/projects/backend/iterations/1", {"Goal": "dup goal"})
+            sim.call("PATCH", "/_sim/projects/backend/iterations/3", {"Goal": "dup goal 3"})
+            d = deliveries_done(4)
+            assert len({x["delivery"] for x in d}) == 2 and all(x["status"] == 200 for x in d), d
+            assert wait_for_sync("coding")
+            after = status_row("coding", "iterations")
+            assert int(after["webhook_updated"]) - int(before["webhook_updated"]) == 2
+            assert int(after["webhook_received"]) - int(before["webhook_received"]) == 4
+            assert int(q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery IN (%s)" %
+                         ",".join("'%s'" % x["delivery"] for x in d))) == 2
+            assert int(q("SELECT duplicates FROM coding_fdw.webhook_counts WHERE who = 'listener' "
+                         "AND server_oid = (SELECT oid FROM pg_foreign_server WHERE srvname = 'coding')")) >= 2
+        res.check("duplicate deliveries: stored once, applied once, counted as duplicates", duplicates)
+
+        def out_of_order():
+            P = "/_sim/projects/backend"
+            sim.call("DELETE", "/_sim/webhook/deliveries")
+            it = sim.call("POST", P + "/iterations", {"Name": "short-lived"})["Code"]
+            deliveries_done(1)
+            assert wait_for_sync("coding")
+            leaf = leaf_issues("mirror")[1]
+            sim.call("DELETE", "/_sim/webhook/deliveries")
+            sim.call("POST", "/_sim/webhook", {"url": url, "reorder": True})
+            sim.call("PATCH", P + "/iterations/%d" % it, {"Name": "about to go"})
+            sim.call("DELETE", P + "/iterations/%d" % it)
+            sim.call("PATCH", P + "/issues/%d" % leaf, {"Name": "about to go"})
+            sim.call("DELETE", P + "/issues/%d" % leaf)
+            d = deliveries_done(4)
+            order = [x["event"] for x in sorted(d, key=lambda x: x["id"])]
+            assert order == ["ITERATION_DELETED", "ITERATION_UPDATED", "ISSUE_DELETED", "ISSUE_UPDATED"], order
+            assert wait_for_sync("coding")
+            assert q("SELECT count(*) FROM mirror.iterations WHERE code = %d" % it) == "0"
+            assert q("SELECT count(*) FROM mirror.issues WHERE code = %d" % leaf) == "0"
+            assert diff("mirror", "issues", src, ISSUE_COLS) == 0
+            assert diff("mirror", "iterations", src, ITERATION_COLS) == 0
+            # an older ITERATION_UPDATED than the row is ignored too
+            newer = int(q("SELECT (extract(epoch FROM updated_at) * 1000)::bigint FROM mirror.iterations WHERE code = 1"))
+            st, _, _ = post(url, iteration_event(1, "stale title", "ITERATION_UPDATED", newer - 1000),
+                            headers={"X-Coding-Delivery": "stale-1"})
+            assert st == 200 and wait_for_sync("coding")
+            assert q("SELECT name FROM mirror.iterations WHERE code = 1") != "stale title"
+            sim.call("POST", "/_sim/webhook", {"url": url})
+        res.check("reordered deliveries: a delete before its older update stays deleted; older events ignored",
+                  out_of_order)
+
+        def tombstones():
+            # a delete event for an issue Coding still shows unchanged (as a
+            # stale list would): polls must not bring it back, a newer
+            # change or an explicit full sync must.  The newest leaf, so the
+            # poll's delta (a day of overlap) does read it.
+            leaf = int(q("SELECT code FROM mirror.issues WHERE code IN (%s) ORDER BY updated_at DESC LIMIT 1"
+                         % ",".join(map(str, leaf_issues("mirror")))))
+            stamp = int(q("SELECT (extract(epoch FROM updated_at) * 1000)::bigint FROM mirror.issues WHERE code = %d" % leaf))
+            st, _, _ = post(url, {"event": "ISSUE_DELETED", "issue": {"code": leaf, "updated_at": stamp}},
+                            headers={"X-Coding-Delivery": "tomb-1"})
+            assert st == 200, st
+            assert wait_for_sync("coding"), q("SELECT row_to_json(e) FROM coding_fdw.webhook_event e WHERE delivery = 'tomb-1'")
+            assert q("SELECT count(*) FROM mirror.issues WHERE code = %d" % leaf) == "0", "not deleted"
+            before = int(q("SELECT count(*) FROM coding_fdw._tombstones((SELECT oid FROM pg_foreign_server "
+                           "WHERE srvname = 'coding'), 'issues')"))
+            assert before >= 1, before
+            q("SELECT coding_fdw.sync_now('coding')")
+            assert wait_for_sync("coding")
+            assert q("SELECT count(*) FROM mirror.issues WHERE code = %d" % leaf) == "0", "a stale read resurrected it"
+            try:
+                sim.call("DELETE", "/_sim/webhook")
+                sim.call("PATCH", "/_sim/projects/backend/issues/%d" % leaf, {"Name": "changed after the delete"})
+                q("SELECT coding_fdw.sync_now('coding')")
+                assert wait_for_sync("coding")
+                got = q("SELECT name || '/' || synced_by FROM mirror.issues WHERE code = %d" % leaf)
+                assert got == "changed after the delete/poll", got
+            finally:
+                sim.call("POST", "/_sim/webhook", {"url": url})
+            leaf2 = leaf_issues("mirror")[4]
+            stamp = int(q("SELECT (extract(epoch FROM updated_at) * 1000)::bigint FROM mirror.issues WHERE code = %d" % leaf2))
+            post(url, {"event": "ISSUE_DELETED", "issue": {"code": leaf2, "updated_at": stamp}},
+                 headers={"X-Coding-Delivery": "tomb-2"})
+            assert wait_for_sync("coding")
+            assert q("SELECT count(*) FROM mirror.issues WHERE code = %d" % leaf2) == "0", "not deleted"
+            q("SELECT coding_fdw.sync_now('coding', true)")
+            assert wait_for_sync("coding")
+            got = q("SELECT synced_by FROM mirror.issues WHERE code = %d" % leaf2)
+            assert got == "full", got
+            assert diff("mirror", "issues", src, ISSUE_COLS) == 0, "issues differ"
+        res.check("tombstones: a poll does not resurrect a deleted row; a newer change or a full sync does",
+                  tombstones)
+
+        def dead_letters():
+            q("ALTER SYSTEM SET coding_fdw.webhook_max_attempts = 2")
+            q("SELECT pg_reload_conf()")
+            bad = {"event": "ITERATION_UPDATED", "iteration": {"title": "no code"}}
+            st, _, _ = post(url, bad, headers={"X-Coding-Delivery": "bad-1"})
+            assert st == 200
+            wait_until(lambda: q("SELECT last_error FROM coding_fdw.webhook_inbox WHERE delivery = 'bad-1'"),
+                       20, "the first failed attempt in the inbox")
+            wait_until(lambda: q("SELECT error FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'")
+                       == "the payload's iteration has no valid \"code\"", 30, "the dead letter")
+            assert q("SELECT attempts FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") == "2"
+            q("SELECT coding_fdw.replay('bad-1')")
+            assert q("SELECT count(*) FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") == "0"
+            wait_until(lambda: q("SELECT attempts FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") == "2",
+                       30, "the replayed event to fail again")
+            r = psql("SELECT coding_fdw.replay('no-such-delivery')", db=DB, check=False)
+            assert 'no dead letter with delivery "no-such-delivery"' in r.stderr, r.stderr
+            # Coding down: an issue event waits in the inbox with the error, then heals
+            sim.fault(type="http_500", action="DescribeIssue", count=0)
+            q("ALTER SYSTEM SET coding_fdw.webhook_max_attempts = 100")
+            q("SELECT pg_reload_conf()")
+            leaf = leaf_issues("mirror")[2]
+            sim.call("PATCH", "/_sim/projects/backend/issues/%d" % leaf, {"Name": "while down"})
+            wait_until(lambda: "DescribeIssue" in q("SELECT coalesce(string_agg(last_error, ''), '') FROM coding_fdw.webhook_inbox"),
+                       60, "the failure recorded on the inbox event")
+            sim.call("DELETE", "/_sim/faults")
+            wait_until(lambda: q("SELECT name FROM mirror.issues WHERE code = %d" % leaf) == "while down", 60,
+                       "the event applied after the outage")
+            q("ALTER SYSTEM RESET coding_fdw.webhook_max_attempts")
+            q("SELECT pg_reload_conf()")
+        res.check("failed events stay in the inbox with the error, retry, dead-letter; replay; outage heals",
+                  dead_letters)
+
+        def burst():
+            bodies = [("burst-%d" % i, iteration_event(100000 + i, "B%d" % i)) for i in range(10000)]
+            b = Burst(url, bodies, senders=8).start().join()
+            assert len(b.acked) == 10000, (len(b.acked), b.statuses)
+            assert wait_for_sync("coding", "120 s")
+            assert q("SELECT count(*) FROM mirror.iterations WHERE code BETWEEN 100000 AND 109999") == "10000"
+            assert q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery LIKE 'burst-%' AND state = 'applied'") == "10000"
+        res.check("a burst of 10,000 events from 8 concurrent senders: all acknowledged and applied", burst)
+
+        def kill_during_burst(kind, first_code):
+            def run():
+                bodies = [("kill-%s-%d" % (kind[:4], i), iteration_event(first_code + i, "K%d" % i))
+                          for i in range(4000)]
+                b = Burst(url, bodies, senders=8).start()
+                wait_until(lambda: len(b.acked) >= 1000, 60, "a quarter of the burst acknowledged")
+                pid = backend_pid(kind)
+                acked_before = set(b.acked)
+                os.kill(pid, signal.SIGKILL)
+                b.join()
+                wait_until(lambda: backend_pid(kind) not in (None, pid), 60, "the %s to come back" % kind)
+                assert len(b.acked) == 4000, (len(b.acked), b.statuses)
+                wait_until(lambda: q_retry("SELECT coding_fdw.wait_for_sync('coding', '30 s')") == "t", 180,
+                           "every event applied")
+                got = set(q_retry("SELECT coalesce(string_agg(delivery, ','), '') FROM coding_fdw.webhook_event "
+                                  "WHERE delivery LIKE 'kill-%s-%%' AND state = 'applied'" % kind[:4]).split(","))
+                missing = acked_before - got
+                assert not missing, "acknowledged before the kill but not applied: %d" % len(missing)
+                assert b.acked <= got, "acknowledged but not applied: %d" % len(b.acked - got)
+                assert q_retry("SELECT count(*) FROM mirror.iterations WHERE code BETWEEN %d AND %d"
+                               % (first_code, first_code + 3999)) == "4000"
+            return run
+        res.check("kill -9 of the listener during a burst: every acknowledged event applied",
+                  kill_during_burst("webhook listener", 200000))
+        res.check("kill -9 of the sync worker during a burst: every acknowledged event applied",
+                  kill_during_burst("sync worker", 300000))
+
+        def both_mode():
+            q_retry("SELECT coding_fdw.sync_stop('signed', drop_tables => true)")
+            q("SELECT coding_fdw.sync_start('hybrid', 'mirror2', 'both', poll_interval => '2 s')")
+            assert wait_for_sync("hybrid")
+            both_url = q("SELECT coding_fdw.webhook_url('hybrid')")
+            sim.call("DELETE", "/_sim/webhook/deliveries")
+            sim.call("POST", "/_sim/webhook", {"url": both_url, "drop": 1})
+            sim.call("PATCH", "/_sim/projects/mobile/issues/4", {"Name": "webhook dropped"})
+            sim.call("PATCH", "/_sim/projects/mobile/issues/6", {"Name": "webhook delivered"})
+            d = deliveries_done(2)
+            assert sorted(x["dropped"] for x in d) == [False, True], d
+            wait_until(lambda: q("SELECT name || '/' || synced_by FROM mirror2.issues WHERE code = 4")
+                       == "webhook dropped/poll", 30, "the poll to repair the dropped event")
+            assert q("SELECT name FROM mirror2.issues WHERE code = 6") == "webhook delivered"
+        res.check("mode both: a dropped webhook is repaired by the next poll", both_mode)
+    finally:
+        sim.stop()
+        psql("DROP EXTENSION IF EXISTS coding_fdw CASCADE", db=DB, check=False)
+        psql("DROP SCHEMA IF EXISTS mirror, mirror2, signed CASCADE", db=DB, check=False)
+    res.finish()
+
+
+if __name__ == "__main__":
+    import urllib.parse  # noqa: F401  (Burst and the form test use it)
+    main()
