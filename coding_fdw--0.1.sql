@@ -254,7 +254,8 @@ DECLARE
   s coding_fdw.subscription := coding_fdw._subscription(server);
 BEGIN
   UPDATE coding_fdw.subscription
-     SET requested = requested + 1, requested_full = requested_full OR "full"
+     SET requested = requested + 1, requested_full = requested_full OR "full",
+         next_poll = least(next_poll, now())       -- also right after a failure
    WHERE server_oid = s.server_oid;
   PERFORM coding_fdw.wake_worker();
 END $$;

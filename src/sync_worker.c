@@ -195,7 +195,10 @@ typedef struct DueSubscription
 /*
  * find_due
  *		The subscriptions to sync now; *sleep_ms is how long until the next
- *		one is due.  Nothing if the extension is not installed here.
+ *		one is due.  Nothing if the extension is not installed here.  A
+ *		sync asked for runs at once, unless the last one failed: then it
+ *		waits for its retry time, so a persistent failure (a revoked token)
+ *		does not become a tight loop against Coding.
  */
 static List *
 find_due(long *sleep_ms)
@@ -215,7 +218,7 @@ find_due(long *sleep_ms)
 	if (SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'coding_fdw'", true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1 &&
 		SPI_execute("SELECT server_oid, owner_oid, server_name::text,"
-					" requested > applied OR next_poll <= now(),"
+					" next_poll <= now() OR (requested > applied AND state <> 'error'),"
 					" greatest(0, extract(epoch FROM least(next_poll, greatest(e.next_attempt, now())) - now()) * 1000)::bigint,"
 					" coalesce(e.next_attempt <= now(), false)"
 					" FROM coding_fdw.subscription s"

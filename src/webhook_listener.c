@@ -786,7 +786,6 @@ start_daemon(char **bound)
 	d = MHD_start_daemon(flags, (uint16_t) coding_webhook_port, NULL, NULL,
 						 access_handler, NULL,
 						 MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-						 MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
 						 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 30,
 						 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 1000,
 						 MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,

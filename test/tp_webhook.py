@@ -322,6 +322,9 @@ def main():
             import socket
             pid = backend_pid("webhook listener")
             busy = socket.socket()
+            # SO_REUSEPORT on our side: were the listener to set it too, the
+            # kernel would let both bind and split the connections
+            busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             busy.bind(("127.0.0.1", 0))
             busy.listen(1)
             busy_port = busy.getsockname()[1]
@@ -338,6 +341,14 @@ def main():
                     except (OSError, http.client.HTTPException):
                         return False    # accepted, then closed as the daemon stopped
                 wait_until(old_port_closed, 10, "the listener to leave the old port")
+                q("SELECT pg_sleep(0)")
+                for _ in range(10):
+                    try:
+                        c = http.client.HTTPConnection("127.0.0.1", busy_port, timeout=0.3)
+                        c.request("GET", urllib.parse.urlsplit(url).path)
+                        assert c.getresponse().status != 200, "the listener shares a port in use"
+                    except (OSError, http.client.HTTPException):
+                        pass
                 q("ALTER SYSTEM SET coding_fdw.webhook_listen_address = 'no.such.host.invalid'")
                 q("SELECT pg_reload_conf()")
                 q("SELECT pg_sleep(0)")

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""tp_faults: the fault matrix (issue #7 item 1), in the preloaded cluster.
+
+Every fault the simulated server can inject, against every path that calls
+Coding: a foreign scan (DescribeIssueListWithPage), detail columns
+(DescribeIssue), a full sync and a delta poll (the worker, listing), and a
+webhook's enrichment (the worker, DescribeIssue).  Each fault is injected
+once (the retry must succeed where the class is retryable) and for good
+(the documented error, by SQLSTATE in a scan, by last_error in
+sync_status or the inbox for the worker).  No cell may hang past its
+timeout.  Then each fast fault is repeated 1,000 times in one backend
+(caught in a PL/pgSQL loop, so every abort path runs): the backend's open
+files and memory must not grow.  MATRIX_REPS sets the repetitions.
+"""
+import json
+import os
+import subprocess
+import time
+import urllib.request
+
+from pgtest import Results, Sim, psql, wait_until
+
+DB = "postgres"
+LIST = "DescribeIssueListWithPage"
+DETAIL = "DescribeIssue"
+
+# fault -> (outcome when injected once, SQLSTATE when it persists)
+# "ok": retried and succeeded.  A malformed answer is not retried: it is
+# not a transient condition, and retrying would hide a broken endpoint.
+FAULTS = {
+    "http_500": ("ok", "HV000"),
+    "http_502": ("ok", "HV000"),
+    "http_429": ("ok", "53400"),
+    "rate_limited": ("ok", "53400"),
+    "auth_failure": ("28000", "28000"),
+    "delay": ("ok", "HV00N"),
+    "stall_mid_body": ("ok", "HV00N"),
+    "truncated_json": ("HV00M", "HV00M"),
+    "invalid_json": ("HV00M", "HV00M"),
+    "wrong_types": ("HV00M", "HV00M"),
+    "huge_body": ("HV00M", "HV00M"),
+    "drop_connection": ("ok", "HV00N"),
+}
+# wrong_types: only what is read is checked.  A timestamptz column given
+# "abc" fails in its input function (22007, naming column, field and
+# issue); detail columns are jsonb and hold any JSON.
+PATH_FAULTS = {("scan", "wrong_types"): ("22007", "22007"), ("detail", "wrong_types"): ("ok", "ok")}
+FAULT_ARGS = {"delay": {"seconds": 3}, "stall_mid_body": {"seconds": 3}, "huge_body": {"mb": 100}}
+
+
+def q(sql, check=True, timeout=120):
+    return psql(sql, db=DB, check=check, timeout=timeout)
+
+
+def sqlstate(sql):
+    """Run sql; return 'ok' or the SQLSTATE of its error."""
+    r = subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "VERBOSITY=verbose", "-d", DB, "-c", sql],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode == 0:
+        return "ok"
+    for line in r.stderr.splitlines():
+        if line.startswith("ERROR:  "):
+            return line.split()[1].rstrip(":")
+    return "?" + r.stderr[:200]
+
+
+def main():
+    res = Results()
+    reps = int(os.environ.get("MATRIX_REPS", "1000"))
+    sim = Sim("--team", "acme", "--project", "backend:12", "--token", "secret-token", "--seed", "8")
+    try:
+        q("DROP EXTENSION IF EXISTS coding_fdw CASCADE")
+        q("DROP SCHEMA IF EXISTS fm, coding CASCADE")
+        q("CREATE EXTENSION coding_fdw")
+        # short timeouts so a cell ends fast; 2 retries
+        q("""CREATE SERVER coding FOREIGN DATA WRAPPER coding_fdw
+               OPTIONS (team 'acme', project 'backend', api_url '%s', rate_limit '100000',
+                        request_timeout_ms '1500', max_retries '2');
+             CREATE USER MAPPING FOR CURRENT_USER SERVER coding OPTIONS (token 'secret-token');
+             CREATE SCHEMA coding; IMPORT FOREIGN SCHEMA backend FROM SERVER coding INTO coding;""" % sim.url)
+        # the huge body is 100 MB: cut at 8 MB for every session and the worker
+        q("ALTER SYSTEM SET coding_fdw.max_response_size = '8MB'")
+        q("SELECT pg_reload_conf()")
+        # mode webhook: no periodic poll takes a fault meant for a cell, and a
+        # failed sync is retried after poll_interval (2 s)
+        q("SELECT coding_fdw.sync_start('coding', 'fm', 'webhook', poll_interval => '2 s')")
+        assert q("SELECT coding_fdw.wait_for_sync('coding')") == "t"
+        url = q("SELECT coding_fdw.webhook_url('coding')")
+
+        def inject(fault, action, count):
+            sim.call("DELETE", "/_sim/faults")
+            spec = dict({"type": fault, "action": action, "count": count}, **FAULT_ARGS.get(fault, {}))
+            sim.call("POST", "/_sim/fault", spec)
+
+        def scan_cell(path, fault, action, sql):
+            got = []
+            once, always = PATH_FAULTS.get((path, fault), FAULTS[fault])
+            for count, want in ((1, once), (0, always)):
+                inject(fault, action, count)
+                t0 = time.monotonic()
+                st = sqlstate(sql)
+                took = time.monotonic() - t0
+                sim.call("DELETE", "/_sim/faults")
+                got.append(st)
+                assert st == want, "%s x%s on %s: %s, documented %s" % (fault, count or "inf", action, st, want)
+                assert took < 30, "%s took %.1fs" % (fault, took)
+            return got
+
+        def worker_cell(fault, action, trigger, check_error):
+            for count, want in ((1, FAULTS[fault][0]), (0, FAULTS[fault][1])):
+                inject(fault, action, count)
+                trigger()
+                if want == "ok":
+                    assert q("SELECT coding_fdw.wait_for_sync('coding', '60 s')") == "t", \
+                        "%s once: not applied" % fault
+                    wait_until(lambda: q("SELECT state FROM coding_fdw.sync_status WHERE table_name = 'issues'")
+                               == "idle", 30, "state idle")
+                else:
+                    wait_until(check_error, 60, "%s: the documented error recorded" % fault)
+                sim.call("DELETE", "/_sim/faults")
+                assert q("SELECT coding_fdw.wait_for_sync('coding', '90 s')") == "t", "%s: did not heal" % fault
+
+        for fault in FAULTS:
+            res.check("scan × %s: once %s, persistent %s" % ((fault,) + PATH_FAULTS.get(("scan", fault), FAULTS[fault])),
+                      lambda f=fault: scan_cell("scan", f, LIST, "SELECT count(*), max(created_at) FROM coding.issues"))
+        for fault in FAULTS:
+            res.check("detail fetch × %s" % fault,
+                      lambda f=fault: scan_cell("detail", f, DETAIL, "SELECT count(watchers) FROM coding.issues"))
+
+        def last_error_now():
+            e = q("SELECT coalesce(last_error, '') FROM coding_fdw.sync_status WHERE table_name = 'issues' "
+                  "AND state = 'error'")
+            return e
+
+        for fault in FAULTS:
+            res.check("full sync × %s" % fault,
+                      lambda f=fault: worker_cell(f, LIST, lambda: q("SELECT coding_fdw.sync_now('coding', true)"),
+                                                  last_error_now))
+        for fault in FAULTS:
+            res.check("delta poll × %s" % fault,
+                      lambda f=fault: worker_cell(f, LIST, lambda: q("SELECT coding_fdw.sync_now('coding')"),
+                                                  last_error_now))
+
+        def post_event():
+            code = int(q("SELECT min(code) FROM fm.issues"))
+            body = json.dumps({"event": "ISSUE_UPDATED", "issue": {"code": code}}).encode()
+            req = urllib.request.Request(url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                assert r.status == 200
+
+        def inbox_error():
+            return q("SELECT coalesce(string_agg(last_error, ''), '') FROM coding_fdw.webhook_inbox")
+
+        for fault in FAULTS:
+            res.check("webhook enrichment × %s" % fault,
+                      lambda f=fault: worker_cell(f, DETAIL, post_event, inbox_error))
+
+        def repeated(fault, action, sql, n):
+            """n failing runs in one backend: open files and memory flat."""
+            inject(fault, action, 0)
+            out = q("""
+                SET coding_fdw.max_response_size = '8MB';
+                CREATE TEMP TABLE m (k text, v bigint);
+                CREATE FUNCTION pg_temp.rss() RETURNS bigint LANGUAGE sql AS
+                  $$ SELECT (regexp_match(pg_read_file('/proc/self/status'), 'VmRSS:\\s+(\\d+)'))[1]::bigint $$;
+                CREATE FUNCTION pg_temp.fds() RETURNS bigint LANGUAGE sql AS
+                  $$ SELECT count(*) FROM pg_ls_dir('/proc/self/fd') $$;
+                DO $$ BEGIN FOR i IN 1..%d LOOP
+                  BEGIN PERFORM %s; EXCEPTION WHEN OTHERS THEN NULL; END;
+                END LOOP; END $$;
+                INSERT INTO m VALUES ('rss0', pg_temp.rss()), ('fd0', pg_temp.fds()),
+                  ('ctx0', (SELECT sum(total_bytes) FROM pg_backend_memory_contexts));
+                DO $$ BEGIN FOR i IN 1..%d LOOP
+                  BEGIN PERFORM %s; EXCEPTION WHEN OTHERS THEN NULL; END;
+                END LOOP; END $$;
+                INSERT INTO m VALUES ('rss1', pg_temp.rss()), ('fd1', pg_temp.fds()),
+                  ('ctx1', (SELECT sum(total_bytes) FROM pg_backend_memory_contexts));
+                SELECT json_object_agg(k, v) FROM m;""" % (max(n // 10, 5), sql, n, sql), timeout=900)
+            sim.call("DELETE", "/_sim/faults")
+            m = json.loads(out.splitlines()[-1])
+            assert m["fd1"] == m["fd0"], "open files grew: %s" % m
+            assert m["rss1"] - m["rss0"] < 4096, "RSS grew by %d kB: %s" % (m["rss1"] - m["rss0"], m)
+            assert m["ctx1"] - m["ctx0"] < 1024 * 1024, "memory contexts grew: %s" % m
+            return m
+
+        scan_sql = "count(*) FROM coding.issues"
+        detail_sql = "count(watchers) FROM coding.issues"
+        q("ALTER SERVER coding OPTIONS (SET max_retries '0', SET request_timeout_ms '300')")
+        for fault in ("http_500", "auth_failure", "truncated_json", "invalid_json", "wrong_types",
+                      "drop_connection", "rate_limited"):
+            res.check("%d × %s in one backend (scan and details): no fd or memory growth" % (reps, fault),
+                      lambda f=fault: (repeated(f, LIST, scan_sql, reps), repeated(f, DETAIL, detail_sql, reps)))
+        for fault in ("huge_body", "stall_mid_body", "delay"):
+            n = max(reps // 50, 10)
+            res.check("%d × %s in one backend: no fd or memory growth" % (n, fault),
+                      lambda f=fault, n=n: repeated(f, LIST, scan_sql, n))
+    finally:
+        sim.stop()
+        q("ALTER SYSTEM RESET coding_fdw.max_response_size", check=False)
+        q("SELECT pg_reload_conf()", check=False)
+        q("DROP EXTENSION IF EXISTS coding_fdw CASCADE", check=False)
+        q("DROP SCHEMA IF EXISTS fm, coding CASCADE", check=False)
+    res.finish()
+
+
+if __name__ == "__main__":
+    main()
