@@ -964,6 +964,18 @@ describe_issues(CodingScanState *ss, double *codes, int n)
 		issues[i] = cJSON_GetObjectItemCaseSensitive(r->response, "Issue");
 		if (!cJSON_IsObject(issues[i]))
 			malformed(ss, "DescribeIssue", "the answer has no \"Issue\" object");
+
+		/*
+		 * The issue must be the one asked for: a key lookup that dropped a
+		 * row because its Code came back broken would report the issue as
+		 * deleted (and the sync would delete it).
+		 */
+		{
+			cJSON	   *code = cJSON_GetObjectItemCaseSensitive(issues[i], "Code");
+
+			if (!cJSON_IsNumber(code) || code->valuedouble != codes[i])
+				malformed(ss, "DescribeIssue", "the answer's \"Code\" is not the issue asked for");
+		}
 	}
 	return issues;
 }

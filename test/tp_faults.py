@@ -41,10 +41,10 @@ FAULTS = {
     "huge_body": ("HV00M", "HV00M"),
     "drop_connection": ("ok", "HV00N"),
 }
-# wrong_types: only what is read is checked.  A timestamptz column given
-# "abc" fails in its input function (22007, naming column, field and
-# issue); detail columns are jsonb and hold any JSON.
-PATH_FAULTS = {("scan", "wrong_types"): ("22007", "22007"), ("detail", "wrong_types"): ("ok", "ok")}
+# wrong_types: in a list, only what is read is checked: a timestamptz column
+# given "abc" fails in its input function (22007, naming column, field and
+# issue).  DescribeIssue must answer for the Code asked for, else HV00M.
+PATH_FAULTS = {("scan", "wrong_types"): ("22007", "22007")}
 FAULT_ARGS = {"delay": {"seconds": 3}, "stall_mid_body": {"seconds": 3}, "huge_body": {"mb": 100}}
 
 
@@ -179,7 +179,10 @@ def main():
                 SELECT json_object_agg(k, v) FROM m;""" % (max(n // 10, 5), sql, n, sql), timeout=900)
             sim.call("DELETE", "/_sim/faults")
             m = json.loads(out.splitlines()[-1])
-            assert m["fd1"] == m["fd0"], "open files grew: %s" % m
+            # libcurl keeps a small cache of idle connections (one per
+            # concurrent transfer at most): a few fds may come and go, a
+            # leak of one per run would show as hundreds
+            assert m["fd1"] - m["fd0"] <= 8, "open files grew: %s" % m
             assert m["rss1"] - m["rss0"] < 4096, "RSS grew by %d kB: %s" % (m["rss1"] - m["rss0"], m)
             assert m["ctx1"] - m["ctx0"] < 1024 * 1024, "memory contexts grew: %s" % m
             return m
