@@ -56,7 +56,7 @@ done
 python3 - "$OUT" "$WORK" <<'EOF'
 import os, re, sys
 out, work = sys.argv[1], sys.argv[2]
-order = ["calls", "scan_speed", "memory", "details", "sync"]
+order = ["calls", "scan_speed", "memory", "details", "sync", "webhook"]
 sections = {}
 if os.path.exists(out):
     text = open(out, encoding="utf-8").read()
