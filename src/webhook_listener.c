@@ -582,6 +582,33 @@ static const char *store_sql =
 "       rejected = c.rejected + EXCLUDED.rejected";
 
 /*
+ * Statements prepared once and kept for the life of the process: parsing
+ * and planning them per batch cost more than the insert itself.  The plan
+ * cache re-plans them if the extension is dropped and created again.
+ */
+static SPIPlanPtr plan_extension = NULL;
+static SPIPlanPtr plan_subscriptions = NULL;
+static SPIPlanPtr plan_store = NULL;
+
+/* keep_plan: the saved plan for sql, prepared on first use (inside SPI). */
+static SPIPlanPtr
+keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "coding_fdw: could not prepare \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "coding_fdw: could not keep a plan");
+		*plan = p;
+	}
+	return *plan;
+}
+
+/*
  * store_batch
  *		In one transaction: load the subscriptions, check each request, store
  *		the accepted events and the counters, commit.  Answers are set on
@@ -604,10 +631,14 @@ store_batch(WebhookRequest **reqs, int n)
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	/* no extension here (yet, or any more): no key is known */
-	if (SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'coding_fdw'", true, 1) == SPI_OK_SELECT &&
+	if (SPI_execute_plan(keep_plan(&plan_extension, "SELECT 1 FROM pg_extension WHERE extname = 'coding_fdw'",
+								   0, NULL),
+						 NULL, NULL, true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1 &&
-		SPI_execute("SELECT server_oid, webhook_key, webhook_secret FROM coding_fdw.subscription",
-					true, 0) == SPI_OK_SELECT)
+		SPI_execute_plan(keep_plan(&plan_subscriptions,
+								   "SELECT server_oid, webhook_key, webhook_secret FROM coding_fdw.subscription",
+								   0, NULL),
+						 NULL, NULL, true, 0) == SPI_OK_SELECT)
 	{
 		subs = palloc(sizeof(ListenerSub) * Max(SPI_processed, 1));
 		for (i = 0; i < (int) SPI_processed; i++)
@@ -654,7 +685,7 @@ store_batch(WebhookRequest **reqs, int n)
 		values[2] = text_array(events, nevs);
 		values[3] = text_array(payloads, nevs);
 		values[4] = oid_array(rejected, nrejected);
-		if (SPI_execute_with_args(store_sql, 5, argtypes, values, NULL, false, 0) < 0)
+		if (SPI_execute_plan(keep_plan(&plan_store, store_sql, 5, argtypes), values, NULL, false, 0) < 0)
 			elog(ERROR, "coding_fdw: storing webhook events failed");
 	}
 
