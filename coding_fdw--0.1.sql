@@ -652,6 +652,65 @@ BEGIN
           '($4->>''completed_count'')::int', '($4->>''completed_percent'')::numeric']);
 END $$;
 
+-- ITERATION_* events of one batch in one statement (the webhook burst
+-- path: no dynamic SQL or subtransaction per event).  Per code the
+-- decisive event is the one with the newest updated_at, a delete before
+-- an update of the same age, then the latest arrival: a delete wins over
+-- the updates it overtook.  Counts are of the net change per row.  Malformed
+-- events are returned for the caller to keep with their error; if the
+-- statement fails (a value that does not fit), the caller applies the
+-- events one by one to find the culprit.  Same semantics as
+-- _webhook_iteration: absent payload keys keep their column, an event
+-- older than the row or its tombstone is ignored, deletes are buried.
+CREATE FUNCTION _webhook_iterations(srv oid, dst name, team text, project text,
+                                    ids bigint[], events text[], payloads jsonb[],
+                                    OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
+                                    OUT bad_ids bigint[], OUT bad_errors text[])
+LANGUAGE plpgsql AS $$
+DECLARE
+  buried bigint;
+BEGIN
+  SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(err), '{}') INTO bad_ids, bad_errors
+    FROM (SELECT id, CASE WHEN jsonb_typeof(p->'iteration') IS DISTINCT FROM 'object'
+                          THEN 'the payload has no "iteration" object'
+                          ELSE 'the payload''s iteration has no valid "code"' END AS err
+            FROM unnest(ids, payloads) u(id, p)
+           WHERE jsonb_typeof(p->'iteration') IS DISTINCT FROM 'object'
+              OR coalesce(coding_fdw._key(p->'iteration'->'code') > 2147483647, true)) b;
+  EXECUTE format('
+    WITH e AS (SELECT id, ev, p->''iteration'' AS it, coding_fdw._key(p->''iteration''->''code'')::int AS code,
+                      coding_fdw._ms(p->''iteration''->''updated_at'') AS stamp
+                 FROM unnest($4, $5, $6) u(id, ev, p) WHERE id <> ALL ($7)),
+         last AS (SELECT DISTINCT ON (code) * FROM e
+                   ORDER BY code, stamp DESC NULLS LAST, ev = ''ITERATION_DELETED'' DESC, id DESC),
+         del AS (DELETE FROM %1$I.iterations d USING last
+                  WHERE last.ev = ''ITERATION_DELETED'' AND d.team = $1 AND d.project = $2 AND d.code = last.code
+                 RETURNING d.code, d.updated_at),
+         tomb AS (SELECT coding_fdw._bury($3, ''iterations'', array_agg(l.code::bigint),
+                                          array_agg(greatest(l.stamp, (SELECT del.updated_at FROM del WHERE del.code = l.code)))) AS n
+                    FROM last l WHERE l.ev = ''ITERATION_DELETED''),
+         t AS MATERIALIZED (SELECT key, updated_at FROM coding_fdw._tombstones($3, ''iterations'')),
+         src AS (SELECT l.code, l.it,
+                        (SELECT jsonb_object_agg(m.api, CASE WHEN m.uid THEN to_jsonb(coding_fdw._uid(l.it->m.k)) ELSE l.it->m.k END)
+                           FROM (VALUES (''title'', ''Name'', false), (''goal'', ''Goal'', false), (''status'', ''Status'', false), (''start_at'', ''StartAt'', false), (''end_at'', ''EndAt'', false), (''created_at'', ''CreatedAt'', false), (''updated_at'', ''UpdatedAt'', false), (''assignee'', ''Assignee'', true), (''creator'', ''Creator'', true), (''starter'', ''Starter'', true), (''completer'', ''Completer'', true), (''deleter'', ''Deleter'', true), (''wait_process_count'', ''WaitProcessCount'', false), (''processing_count'', ''ProcessingCount'', false), (''completed_count'', ''CompletedCount'', false), (''completed_percent'', ''CompletedPercent'', false)) m(k, api, uid) WHERE l.it ? m.k)
+                        || jsonb_build_object(''Code'', l.code) AS raw
+                   FROM last l
+                  WHERE l.ev <> ''ITERATION_DELETED''
+                    AND NOT EXISTS (SELECT 1 FROM t WHERE t.key = l.code
+                                       AND (t.updated_at IS NULL OR l.stamp IS NULL OR l.stamp <= t.updated_at))),
+         up AS (INSERT INTO %1$I.iterations AS d (team, project, code, name, goal, status, start_at, end_at, created_at, updated_at, assignee_id, creator_id, starter_id, completer_id, deleter_id, wait_process_count, processing_count, completed_count, completed_percent, raw, synced_at, synced_by)
+                SELECT $1, $2, code, it->>''title'', it->>''goal'', it->>''status'', coding_fdw._ms(it->''start_at''), coding_fdw._ms(it->''end_at''), coding_fdw._ms(it->''created_at''), coding_fdw._ms(it->''updated_at''), coding_fdw._uid(it->''assignee''), coding_fdw._uid(it->''creator''), coding_fdw._uid(it->''starter''), coding_fdw._uid(it->''completer''), coding_fdw._uid(it->''deleter''), (it->>''wait_process_count'')::int, (it->>''processing_count'')::int, (it->>''completed_count'')::int, (it->>''completed_percent'')::numeric, raw, now(), ''webhook'' FROM src
+                ON CONFLICT (team, project, code) DO UPDATE
+                  SET (name, goal, status, start_at, end_at, created_at, updated_at, assignee_id, creator_id, starter_id, completer_id, deleter_id, wait_process_count, processing_count, completed_count, completed_percent, raw, synced_at, synced_by) = (CASE WHEN EXCLUDED.raw ? ''Name'' THEN EXCLUDED.name ELSE d.name END, CASE WHEN EXCLUDED.raw ? ''Goal'' THEN EXCLUDED.goal ELSE d.goal END, CASE WHEN EXCLUDED.raw ? ''Status'' THEN EXCLUDED.status ELSE d.status END, CASE WHEN EXCLUDED.raw ? ''StartAt'' THEN EXCLUDED.start_at ELSE d.start_at END, CASE WHEN EXCLUDED.raw ? ''EndAt'' THEN EXCLUDED.end_at ELSE d.end_at END, CASE WHEN EXCLUDED.raw ? ''CreatedAt'' THEN EXCLUDED.created_at ELSE d.created_at END, CASE WHEN EXCLUDED.raw ? ''UpdatedAt'' THEN EXCLUDED.updated_at ELSE d.updated_at END, CASE WHEN EXCLUDED.raw ? ''Assignee'' THEN EXCLUDED.assignee_id ELSE d.assignee_id END, CASE WHEN EXCLUDED.raw ? ''Creator'' THEN EXCLUDED.creator_id ELSE d.creator_id END, CASE WHEN EXCLUDED.raw ? ''Starter'' THEN EXCLUDED.starter_id ELSE d.starter_id END, CASE WHEN EXCLUDED.raw ? ''Completer'' THEN EXCLUDED.completer_id ELSE d.completer_id END, CASE WHEN EXCLUDED.raw ? ''Deleter'' THEN EXCLUDED.deleter_id ELSE d.deleter_id END, CASE WHEN EXCLUDED.raw ? ''WaitProcessCount'' THEN EXCLUDED.wait_process_count ELSE d.wait_process_count END, CASE WHEN EXCLUDED.raw ? ''ProcessingCount'' THEN EXCLUDED.processing_count ELSE d.processing_count END, CASE WHEN EXCLUDED.raw ? ''CompletedCount'' THEN EXCLUDED.completed_count ELSE d.completed_count END, CASE WHEN EXCLUDED.raw ? ''CompletedPercent'' THEN EXCLUDED.completed_percent ELSE d.completed_percent END, coalesce(d.raw, ''{}'') || EXCLUDED.raw, now(), ''webhook'')
+                  WHERE (d.name, d.goal, d.status, d.start_at, d.end_at, d.created_at, d.updated_at, d.assignee_id, d.creator_id, d.starter_id, d.completer_id, d.deleter_id, d.wait_process_count, d.processing_count, d.completed_count, d.completed_percent, d.raw) IS DISTINCT FROM (CASE WHEN EXCLUDED.raw ? ''Name'' THEN EXCLUDED.name ELSE d.name END, CASE WHEN EXCLUDED.raw ? ''Goal'' THEN EXCLUDED.goal ELSE d.goal END, CASE WHEN EXCLUDED.raw ? ''Status'' THEN EXCLUDED.status ELSE d.status END, CASE WHEN EXCLUDED.raw ? ''StartAt'' THEN EXCLUDED.start_at ELSE d.start_at END, CASE WHEN EXCLUDED.raw ? ''EndAt'' THEN EXCLUDED.end_at ELSE d.end_at END, CASE WHEN EXCLUDED.raw ? ''CreatedAt'' THEN EXCLUDED.created_at ELSE d.created_at END, CASE WHEN EXCLUDED.raw ? ''UpdatedAt'' THEN EXCLUDED.updated_at ELSE d.updated_at END, CASE WHEN EXCLUDED.raw ? ''Assignee'' THEN EXCLUDED.assignee_id ELSE d.assignee_id END, CASE WHEN EXCLUDED.raw ? ''Creator'' THEN EXCLUDED.creator_id ELSE d.creator_id END, CASE WHEN EXCLUDED.raw ? ''Starter'' THEN EXCLUDED.starter_id ELSE d.starter_id END, CASE WHEN EXCLUDED.raw ? ''Completer'' THEN EXCLUDED.completer_id ELSE d.completer_id END, CASE WHEN EXCLUDED.raw ? ''Deleter'' THEN EXCLUDED.deleter_id ELSE d.deleter_id END, CASE WHEN EXCLUDED.raw ? ''WaitProcessCount'' THEN EXCLUDED.wait_process_count ELSE d.wait_process_count END, CASE WHEN EXCLUDED.raw ? ''ProcessingCount'' THEN EXCLUDED.processing_count ELSE d.processing_count END, CASE WHEN EXCLUDED.raw ? ''CompletedCount'' THEN EXCLUDED.completed_count ELSE d.completed_count END, CASE WHEN EXCLUDED.raw ? ''CompletedPercent'' THEN EXCLUDED.completed_percent ELSE d.completed_percent END, coalesce(d.raw, ''{}'') || EXCLUDED.raw)
+                    AND (d.updated_at IS NULL OR EXCLUDED.updated_at IS NULL OR EXCLUDED.updated_at >= d.updated_at)
+                RETURNING xmax = 0 AS ins)
+    SELECT (SELECT count(*) FROM up WHERE ins), (SELECT count(*) FROM up WHERE NOT ins),
+           (SELECT count(*) FROM del), (SELECT n FROM tomb)', dst)
+    INTO inserted, updated, deleted, buried
+    USING team, project, srv, ids, events, payloads, bad_ids;
+END $$;
+
 -- MEMBER_* from the payload: id, name, name_pinyin, avatar (avatar_url),
 -- global_key (login); not the reference connector's Email <- html_url and
 -- Phone <- name.  Members carry no timestamp: events apply in arrival
@@ -773,6 +832,9 @@ DECLARE
   issue_codes bigint[] := '{}';
   issue_deletes boolean[] := '{}';
   issue_stamps timestamptz[] := '{}';
+  it_ids bigint[] := '{}';
+  it_events text[] := '{}';
+  it_payloads jsonb[] := '{}';
   picked bigint[];
   refresh int[];
   gone bigint[];
@@ -792,6 +854,12 @@ BEGIN
   FOR ev IN SELECT * FROM coding_fdw._events_due(srv, batch) LOOP
     n := n + 1;
     tbl := coding_fdw._event_table(ev.event);
+    IF tbl = 'iterations' THEN
+      it_ids := it_ids || ev.id;
+      it_events := it_events || ev.event;
+      it_payloads := it_payloads || ev.payload;
+      CONTINUE;
+    END IF;
     IF tbl = 'issues' AND (ev.event <> 'ITERATION_PLANNED' OR coding_fdw._issue_code(ev.payload) IS NOT NULL) THEN
       issue_ids := issue_ids || ev.id;
       issue_codes := issue_codes || coding_fdw._issue_code(ev.payload);
@@ -833,6 +901,43 @@ BEGIN
       errors := errors || msg;
     END;
   END LOOP;
+
+  IF cardinality(it_ids) > 0 THEN
+    BEGIN
+      SELECT * INTO r FROM coding_fdw._webhook_iterations(srv, s.into_schema, team, project,
+                                                          it_ids, it_events, it_payloads);
+      counts := jsonb_set(counts, '{iterations}', to_jsonb(ARRAY[
+        coalesce((counts->'iterations'->>0)::bigint, 0) + r.inserted,
+        coalesce((counts->'iterations'->>1)::bigint, 0) + r.updated,
+        coalesce((counts->'iterations'->>2)::bigint, 0) + r.deleted]));
+      picked := ARRAY(SELECT i FROM unnest(it_ids) i WHERE i <> ALL (r.bad_ids));
+      ids := ids || picked || r.bad_ids;
+      outcomes := outcomes || array_fill('applied'::text, ARRAY[cardinality(picked)])
+                           || array_fill('failed'::text, ARRAY[cardinality(r.bad_ids)]);
+      errors := errors || array_fill(NULL::text, ARRAY[cardinality(picked)]) || r.bad_errors;
+    EXCEPTION WHEN OTHERS THEN
+      -- one event does not fit: apply them one by one to find it
+      FOR i IN 1 .. cardinality(it_ids) LOOP
+        BEGIN
+          res := coding_fdw._webhook_iteration(srv, s.into_schema, team, project, it_events[i], it_payloads[i]);
+          ids := ids || it_ids[i];
+          outcomes := outcomes || 'applied'::text;
+          errors := errors || NULL::text;
+          IF res IN ('insert', 'update', 'delete') THEN
+            counts := jsonb_set(counts, '{iterations}', to_jsonb(ARRAY[
+              coalesce((counts->'iterations'->>0)::bigint, 0) + (res = 'insert')::int,
+              coalesce((counts->'iterations'->>1)::bigint, 0) + (res = 'update')::int,
+              coalesce((counts->'iterations'->>2)::bigint, 0) + (res = 'delete')::int]));
+          END IF;
+        EXCEPTION WHEN OTHERS THEN
+          GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+          ids := ids || it_ids[i];
+          outcomes := outcomes || 'failed'::text;
+          errors := errors || msg;
+        END;
+      END LOOP;
+    END;
+  END IF;
 
   IF cardinality(issue_ids) > 0 THEN
     -- per code, the last event decides: refresh from Coding, or delete

@@ -393,8 +393,14 @@ def main():
                                ("ITERATION_PLANNED", {"IterationCode": 2})):
                 sim.call("PATCH", P + "/issues/%d?event=%s" % (code, ev), change)
             sim.call("DELETE", P + "/issues/%d" % leaves[0])
+            # iteration events of one batch are coalesced per iteration (net
+            # change); one at a time, each is counted
             it = sim.call("POST", P + "/iterations", {"Name": "hook sprint"})
+            deliveries_done(11)
+            assert wait_for_sync("coding")
             sim.call("PATCH", P + "/iterations/%d" % it["Code"], {"Goal": "ship it"})
+            deliveries_done(12)
+            assert wait_for_sync("coding")
             # (an iteration with issues would move them without a webhook)
             sim.call("DELETE", P + "/iterations/%d" % it["Code"])
             m = sim.call("POST", P + "/members", {})
