@@ -38,6 +38,7 @@ Control endpoints (no auth, JSON in and out, never rate limited, never logged):
     GET|DELETE /_sim/webhook/deliveries          delivery attempts
     Fault types: http_500 http_502 http_429 rate_limited auth_failure error delay
     stall_mid_body truncated_json invalid_json wrong_types huge_body drop_connection
+    raw_body (HTTP 200 with "body" (text) or "body_b64" (bytes) as given: for fuzzing)
 
 The API notes are in /work/shared/coding-api.md.  /work/shared/real-samples/*.json
 holds bodies a real server sent, and those win where the notes disagree.
@@ -150,6 +151,8 @@ one reading):
 """
 
 import argparse
+import base64
+import binascii
 import collections
 import datetime
 import gc
@@ -2053,7 +2056,7 @@ def load_model(data):
 
 FAULT_TYPES = ("http_500", "http_502", "http_429", "rate_limited", "auth_failure", "error",
                "delay", "stall_mid_body", "truncated_json", "invalid_json", "wrong_types",
-               "huge_body", "drop_connection")
+               "huge_body", "drop_connection", "raw_body")
 
 
 class FaultQueue:
@@ -2081,6 +2084,14 @@ class FaultQueue:
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ControlError(400, f"fault {k} must be an integer")
             f[k] = v
+        if ftype == "raw_body":
+            if "body_b64" in f:
+                try:
+                    base64.b64decode(f["body_b64"], validate=True)
+                except (TypeError, ValueError, binascii.Error):
+                    raise ControlError(400, "raw_body body_b64 must be base64") from None
+            elif not isinstance(f.get("body"), str):
+                raise ControlError(400, "raw_body needs a \"body\" string or \"body_b64\"")
         for k in ("seconds", "mb", "retry_after"):
             if k in f and (isinstance(f[k], bool) or not isinstance(f[k], (int, float)) or f[k] < 0):
                 raise ControlError(400, f"fault {k} must be a non-negative number")
@@ -2858,6 +2869,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         if ftype == "invalid_json":
             self._send(200, b'{"Response": not json')
+            return
+        if ftype == "raw_body":
+            self._send(200, base64.b64decode(fault["body_b64"]) if "body_b64" in fault
+                       else fault["body"].encode("utf-8"))
             return
         if ftype == "drop_connection":
             self._hard_close()

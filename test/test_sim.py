@@ -1085,6 +1085,18 @@ class TestFaults(Base):
         self.assertEqual((st, data), (200, b'{"Response": not json'))
         self.normal()
 
+    def test_raw_body(self):
+        """raw_body: the given text or bytes as a 200 answer; bad specs are refused."""
+        self.fault(type="raw_body", body='{"Response":{"Data":[]}}')
+        st, h, data = SIM_A.api_raw(self.BODY)
+        self.assertEqual((st, data), (200, b'{"Response":{"Data":[]}}'))
+        self.fault(type="raw_body", body_b64="/wAx")
+        st, h, data = SIM_A.api_raw(self.BODY)
+        self.assertEqual((st, data), (200, b"\xff\x001"))
+        self.normal()
+        st, body = SIM_A.ctl("POST", "/_sim/fault", {"type": "raw_body"})
+        self.assertEqual(st, 400, body)
+
     def test_wrong_types(self):
         """wrong_types: numbers become strings, objects become arrays."""
         self.fault(type="wrong_types")
