@@ -52,7 +52,36 @@ EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF)
 SELECT code, name, epic->>'Name' AS epic FROM coding.issues WHERE code <= 5;
 SQL
 
+echo
+echo "== keeping local copies current: polling and webhooks"
+psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+\set ECHO queries
+\pset footer off
+SELECT coding_fdw.sync_start('coding', 'mirror', mode => 'both', poll_interval => '1 minute',
+                             details => false);
+SELECT coding_fdw.wait_for_sync('coding', '120 s') AS synced;
+SELECT table_name, rows, state, full_inserted FROM coding_fdw.sync_status;
+SELECT coding_fdw.webhook_url('coding') AS "Service URL to paste into Coding";
+SQL
+url=$(psql -X -A -t -c "SELECT coding_fdw.webhook_url('coding')")
+control="http://127.0.0.1:$(cat "$work/port")"
+# the simulated server plays Coding's Service Hook: it POSTs each change
+curl -sf -X POST -H 'Content-Type: application/json' -d "{\"url\": \"$url\"}" "$control/_sim/webhook" >/dev/null
+echo "== renaming issue 1 on the simulated server; its ISSUE_UPDATED delivery goes to the listener"
+curl -sf -X PATCH -H 'Content-Type: application/json' -d '{"Name": "Renamed on Coding a moment ago"}' \
+    "$control/_sim/projects/backend/issues/1" >/dev/null
+for _ in $(seq 200); do
+    [ "$(psql -X -A -t -c "SELECT synced_by FROM mirror.issues WHERE code = 1")" = webhook ] && break
+    sleep 0.05
+done
+psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+\set ECHO queries
+\pset footer off
+SELECT code, name, synced_by, synced_at FROM mirror.issues WHERE code = 1;
+SELECT table_name, webhook_received, webhook_applied, webhook_updated FROM coding_fdw.sync_status;
+SQL
+
 if [ "${1:-}" = "--psql" ] && [ -t 0 ]; then
-    echo "== psql on the demo database; the foreign tables are in schema coding (\\q to end)"
+    echo "== psql on the demo database: foreign tables in schema coding, local copies in mirror (\\q to end)"
     psql -X
 fi
