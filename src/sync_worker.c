@@ -95,8 +95,6 @@ sync_shmem_startup(void)
 void
 coding_sync_init(void)
 {
-	BackgroundWorker worker;
-
 	/*
 	 * Postmaster-level only when preloaded: defining such a variable later
 	 * is FATAL, and without preloading there is no worker to configure.
@@ -118,14 +116,29 @@ coding_sync_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = sync_shmem_startup;
 
+	coding_register_worker("coding_sync_worker_main", "coding_fdw sync worker");
+}
+
+/*
+ * coding_register_worker
+ *		Register one of coding_fdw's background workers (from _PG_init,
+ *		preload only): connected to coding_fdw.database, started after
+ *		recovery, restarted 5 s after it exits.  The name is also its
+ *		backend_type in pg_stat_activity.
+ */
+void
+coding_register_worker(const char *function, const char *name)
+{
+	BackgroundWorker worker;
+
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = 5;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "coding_fdw");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "coding_sync_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "coding_fdw sync worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "coding_fdw sync worker");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
 	RegisterBackgroundWorker(&worker);
 }
 

@@ -956,8 +956,6 @@ coding_webhook_listener_main(Datum arg)
 void
 coding_webhook_init(void)
 {
-	BackgroundWorker worker;
-
 	DefineCustomStringVariable("coding_fdw.webhook_listen_address",
 							   "Address the webhook listener binds to ('' disables it).",
 							   NULL, &coding_webhook_listen_address, "127.0.0.1",
@@ -983,13 +981,5 @@ coding_webhook_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "coding_fdw");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "coding_webhook_listener_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "coding_fdw webhook listener");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "coding_fdw webhook listener");
-	RegisterBackgroundWorker(&worker);
+	coding_register_worker("coding_webhook_listener_main", "coding_fdw webhook listener");
 }
