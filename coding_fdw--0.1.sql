@@ -560,14 +560,13 @@ LANGUAGE sql IMMUTABLE AS $$
                                   p->'defect', p->'mission', p->'epic', p->'sub_task')->'code')
 $$;
 
--- Upsert one row from a webhook object.  cols/exprs map columns to
+-- Upsert one row from a webhook object (members: their payloads carry no
+-- timestamp, so there is no newer-than check).  cols/exprs map columns to
 -- expressions over $4 (the object); a column whose payload key (keys) is
 -- absent keeps its value, as webhook objects carry fewer fields than the
--- API.  raw is merged.  With stamped, an object older than the row is
--- ignored, as is one not newer than the row's tombstone.
--- Returns 'insert', 'update' or 'none'.
-CREATE FUNCTION _upsert_object(srv oid, dst name, tbl text, keycol text, team text, project text,
-                               key bigint, obj jsonb, raw jsonb, stamped boolean,
+-- API.  raw is merged.  Returns 'insert', 'update' or 'none'.
+CREATE FUNCTION _upsert_object(dst name, tbl text, keycol text, team text, project text,
+                               key bigint, obj jsonb, raw jsonb,
                                cols text[], keys text[], exprs text[]) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -576,12 +575,6 @@ DECLARE
   set_vals text;
   cur_vals text;
 BEGIN
-  IF stamped AND EXISTS (SELECT 1 FROM coding_fdw._tombstones(srv, tbl) t
-                          WHERE t.key = _upsert_object.key
-                            AND (t.updated_at IS NULL OR obj->'updated_at' IS NULL
-                                 OR coding_fdw._ms(obj->'updated_at') <= t.updated_at)) THEN
-    RETURN 'none';
-  END IF;
   SELECT string_agg(e, ', ' ORDER BY i),
          string_agg(format('CASE WHEN $4 ? %L THEN EXCLUDED.%I ELSE d.%I END', k, c, c), ', ' ORDER BY i),
          string_agg('d.' || quote_ident(c), ', ' ORDER BY i)
@@ -592,76 +585,26 @@ BEGIN
      VALUES ($1, $2, $3, %5$s, $5, now(), ''webhook'')
      ON CONFLICT (team, project, %3$I) DO UPDATE
        SET (%4$s, raw, synced_at, synced_by) = (%6$s, coalesce(d.raw, ''{}'') || EXCLUDED.raw, now(), ''webhook'')
-       WHERE (%7$s, d.raw) IS DISTINCT FROM (%6$s, coalesce(d.raw, ''{}'') || EXCLUDED.raw)%8$s
+       WHERE (%7$s, d.raw) IS DISTINCT FROM (%6$s, coalesce(d.raw, ''{}'') || EXCLUDED.raw)
      RETURNING xmax = 0',
     dst, tbl, keycol, (SELECT string_agg(quote_ident(c), ', ') FROM unnest(cols) c),
-    new_vals, set_vals, cur_vals,
-    CASE WHEN stamped THEN ' AND (d.updated_at IS NULL OR EXCLUDED.updated_at IS NULL
-                                  OR EXCLUDED.updated_at >= d.updated_at)' ELSE '' END)
+    new_vals, set_vals, cur_vals)
   INTO ins USING team, project, key, obj, raw;
   RETURN CASE WHEN ins IS NULL THEN 'none' WHEN ins THEN 'insert' ELSE 'update' END;
 END $$;
 
--- ITERATION_* from the payload (coding-api.md §5.4 mapping, with each id
--- from its own object: assignee, creator, starter, completer, deleter).
-CREATE FUNCTION _webhook_iteration(srv oid, dst name, team text, project text, event text, p jsonb)
-RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-  it jsonb := p->'iteration';
-  code bigint := coding_fdw._key(it->'code');
-  old_stamp timestamptz;
-  n bigint;
-BEGIN
-  IF jsonb_typeof(it) IS DISTINCT FROM 'object' THEN
-    RAISE EXCEPTION 'the payload has no "iteration" object' USING ERRCODE = 'invalid_parameter_value';
-  END IF;
-  IF code IS NULL OR code > 2147483647 THEN
-    RAISE EXCEPTION 'the payload''s iteration has no valid "code"' USING ERRCODE = 'invalid_parameter_value';
-  END IF;
-  IF event = 'ITERATION_DELETED' THEN
-    EXECUTE format('DELETE FROM %I.iterations WHERE team = $1 AND project = $2 AND code = $3 RETURNING updated_at', dst)
-      INTO old_stamp USING team, project, code;
-    GET DIAGNOSTICS n = ROW_COUNT;      -- EXECUTE does not set FOUND
-    PERFORM coding_fdw._bury(srv, 'iterations', ARRAY[code], ARRAY[greatest(old_stamp, coding_fdw._ms(it->'updated_at'))]);
-    RETURN CASE WHEN n > 0 THEN 'delete' ELSE 'none' END;
-  END IF;
-  RETURN coding_fdw._upsert_object(srv, dst, 'iterations', 'code', team, project, code, it,
-    jsonb_strip_nulls(jsonb_build_object(
-      'Code', code, 'Name', it->'title', 'Goal', it->'goal', 'Status', it->'status',
-      'StartAt', it->'start_at', 'EndAt', it->'end_at', 'CreatedAt', it->'created_at',
-      'UpdatedAt', it->'updated_at', 'Assignee', coding_fdw._uid(it->'assignee'),
-      'Creator', coding_fdw._uid(it->'creator'), 'Starter', coding_fdw._uid(it->'starter'),
-      'Completer', coding_fdw._uid(it->'completer'), 'Deleter', coding_fdw._uid(it->'deleter'),
-      'WaitProcessCount', it->'wait_process_count', 'ProcessingCount', it->'processing_count',
-      'CompletedCount', it->'completed_count', 'CompletedPercent', it->'completed_percent')),
-    true,
-    ARRAY['name', 'goal', 'status', 'start_at', 'end_at', 'created_at', 'updated_at',
-          'assignee_id', 'creator_id', 'starter_id', 'completer_id', 'deleter_id',
-          'wait_process_count', 'processing_count', 'completed_count', 'completed_percent'],
-    ARRAY['title', 'goal', 'status', 'start_at', 'end_at', 'created_at', 'updated_at',
-          'assignee', 'creator', 'starter', 'completer', 'deleter',
-          'wait_process_count', 'processing_count', 'completed_count', 'completed_percent'],
-    ARRAY['$4->>''title''', '$4->>''goal''', '$4->>''status''',
-          'coding_fdw._ms($4->''start_at'')', 'coding_fdw._ms($4->''end_at'')',
-          'coding_fdw._ms($4->''created_at'')', 'coding_fdw._ms($4->''updated_at'')',
-          'coding_fdw._uid($4->''assignee'')', 'coding_fdw._uid($4->''creator'')',
-          'coding_fdw._uid($4->''starter'')', 'coding_fdw._uid($4->''completer'')',
-          'coding_fdw._uid($4->''deleter'')',
-          '($4->>''wait_process_count'')::int', '($4->>''processing_count'')::int',
-          '($4->>''completed_count'')::int', '($4->>''completed_percent'')::numeric']);
-END $$;
-
 -- ITERATION_* events of one batch in one statement (the webhook burst
--- path: no dynamic SQL or subtransaction per event).  Per code the
+-- path: no dynamic SQL or subtransaction per event), mapped as
+-- coding-api.md §5.4 says, each id from its own object (assignee, creator,
+-- starter, completer, deleter).  Per code the
 -- decisive event is the one with the newest updated_at, a delete before
 -- an update of the same age, then the latest arrival: a delete wins over
 -- the updates it overtook.  Counts are of the net change per row.  Malformed
 -- events are returned for the caller to keep with their error; if the
 -- statement fails (a value that does not fit), the caller applies the
--- events one by one to find the culprit.  Same semantics as
--- _webhook_iteration: absent payload keys keep their column, an event
--- older than the row or its tombstone is ignored, deletes are buried.
+-- events one by one to find the culprit.  Absent payload keys keep their
+-- column, an event older than the row or its tombstone is ignored,
+-- deletes are buried.
 CREATE FUNCTION _webhook_iterations(srv oid, dst name, team text, project text,
                                     ids bigint[], events text[], payloads jsonb[],
                                     OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
@@ -711,6 +654,25 @@ BEGIN
     USING team, project, srv, ids, events, payloads, bad_ids;
 END $$;
 
+-- One ITERATION_* event: the batch path with a batch of one, its
+-- malformed-payload message raised as an error.  Used where events apply
+-- one at a time (ITERATION_PLANNED, and finding the culprit when a batch
+-- fails).  Returns 'insert', 'update', 'delete' or 'none'.
+CREATE FUNCTION _webhook_iteration(srv oid, dst name, team text, project text, event text, p jsonb)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+BEGIN
+  SELECT * INTO r FROM coding_fdw._webhook_iterations(srv, dst, team, project,
+                                                      ARRAY[0::bigint], ARRAY[event], ARRAY[p]);
+  IF cardinality(r.bad_errors) > 0 THEN
+    RAISE EXCEPTION '%', r.bad_errors[1] USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  RETURN CASE WHEN r.inserted > 0 THEN 'insert' WHEN r.updated > 0 THEN 'update'
+              WHEN r.deleted > 0 THEN 'delete' ELSE 'none' END;
+END $$;
+
 -- MEMBER_* from the payload: id, name, name_pinyin, avatar (avatar_url),
 -- global_key (login); not the reference connector's Email <- html_url and
 -- Phone <- name.  Members carry no timestamp: events apply in arrival
@@ -735,10 +697,9 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;      -- EXECUTE does not set FOUND
     RETURN CASE WHEN n > 0 THEN 'delete' ELSE 'none' END;
   END IF;
-  RETURN coding_fdw._upsert_object(srv, dst, 'project_members', 'id', team, project, id, m,
+  RETURN coding_fdw._upsert_object(dst, 'project_members', 'id', team, project, id, m,
     jsonb_strip_nulls(jsonb_build_object('Id', id, 'Name', m->'name', 'NamePinYin', m->'name_pinyin',
                                          'Avatar', m->'avatar_url', 'GlobalKey', m->'login')),
-    false,
     ARRAY['name', 'name_pinyin', 'avatar', 'global_key'],
     ARRAY['name', 'name_pinyin', 'avatar_url', 'login'],
     ARRAY['$4->>''name''', '$4->>''name_pinyin''', '$4->>''avatar_url''', '$4->>''login''']);

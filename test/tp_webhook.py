@@ -554,6 +554,27 @@ def main():
         res.check("failed events stay in the inbox with the error, retry, dead-letter; replay; outage heals",
                   dead_letters)
 
+        def value_does_not_fit():
+            # a value that does not fit its column fails its own event only
+            # (the batch falls back to one event at a time), and an
+            # ITERATION_PLANNED without an issue applies its iteration
+            stamp = int(q("SELECT (extract(epoch FROM updated_at) * 1000)::bigint FROM mirror.iterations WHERE code = 1"))
+            bad = {"event": "ITERATION_UPDATED", "iteration": {"code": 1, "wait_process_count": "abc",
+                                                               "updated_at": stamp + 1}}
+            good = {"event": "ITERATION_PLANNED", "iteration": {"code": 1, "title": "planned", "updated_at": stamp + 2}}
+            for delivery, body in (("fit-1", bad), ("fit-2", good)):
+                st, _, _ = post(url, body, headers={"X-Coding-Delivery": delivery})
+                assert st == 200
+            wait_until(lambda: q("SELECT state FROM coding_fdw.webhook_event WHERE delivery = 'fit-2'") == "applied",
+                       20, "the good event applied")
+            assert q("SELECT name FROM mirror.iterations WHERE code = 1") == "planned"
+            err = wait_until(lambda: q("SELECT last_error FROM coding_fdw.webhook_event WHERE delivery = 'fit-1'"),
+                             20, "the bad event's error")
+            assert 'invalid input syntax for type integer: "abc"' in err, err
+            q("DELETE FROM coding_fdw.webhook_event WHERE delivery = 'fit-1'")   # no retries to wait for
+        res.check("a value that does not fit fails its own event only; ITERATION_PLANNED without an issue",
+                  value_does_not_fit)
+
         def burst():
             bodies = [("burst-%d" % i, iteration_event(100000 + i, "B%d" % i)) for i in range(10000)]
             b = Burst(url, bodies, senders=8).start().join()
