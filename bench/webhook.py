@@ -155,24 +155,9 @@ def setup(sim):
             "FROM coding_fdw.sync_status WHERE server = '%s'" % SERVER))
     url = q("SELECT coding_fdw.webhook_url('%s')" % SERVER)
     listener_up(url)
-    # the pgbench side: the same columns, defaults, constraints and indexes
-    q("""
-      CREATE TABLE %(t)s (
-        id            bigserial PRIMARY KEY,
-        server_oid    oid NOT NULL,
-        delivery      text NOT NULL,
-        event         text NOT NULL,
-        received_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-        payload       jsonb NOT NULL,
-        state         text NOT NULL DEFAULT 'pending'
-                      CHECK (state IN ('pending', 'applied', 'ignored', 'dead')),
-        attempts      int NOT NULL DEFAULT 0,
-        next_attempt  timestamptz NOT NULL DEFAULT '-infinity',
-        last_error    text,
-        done_at       timestamptz,
-        UNIQUE (server_oid, delivery));
-      CREATE INDEX ON %(t)s (server_oid, id) WHERE state = 'pending';
-    """ % {"t": PGB_TABLE})
+    # the pgbench side: the same columns, defaults, constraints and indexes,
+    # taken from the real table so the two cannot drift apart
+    q("CREATE TABLE %s (LIKE coding_fdw.webhook_event INCLUDING ALL)" % PGB_TABLE)
     return url
 
 

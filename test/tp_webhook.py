@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -634,5 +635,4 @@ def main():
 
 
 if __name__ == "__main__":
-    import urllib.parse  # noqa: F401  (Burst and the form test use it)
     main()
