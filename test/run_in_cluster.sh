@@ -101,6 +101,8 @@ for t in "${SCRIPTS[@]}"; do
         *.py) out=$(python3 "$t" 2>&1); rc=$? ;;
         *) out=$(bash "$t" 2>&1); rc=$? ;;
     esac
+    # the seed (to reproduce) and every failure, wherever it is, then the end
+    echo "$out" | grep -E '^(seed|FAIL)' | cut -c1-2000
     echo "$out" | tail -15
     line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
     if [ -n "$line" ]; then

@@ -118,12 +118,21 @@ def main():
                 subprocess.run(["pg_ctlcluster", cluster, "regress", "start"], check=True, capture_output=True)
             else:
                 if kind == "scanning backend":
-                    pid = pid_of("SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT count(*) FROM coding.issues%' "
-                                 "AND pid <> pg_backend_pid()")
+                    sql = ("SELECT pid FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
+                           "AND query LIKE 'SELECT count(*) FROM coding.issues%'")
                 else:
-                    pid = pid_of("SELECT pid FROM pg_stat_activity WHERE backend_type = 'coding_fdw %s'" % kind)
-                if pid:
-                    os.kill(pid, signal.SIGKILL)
+                    sql = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'coding_fdw %s'" % kind
+
+                def strike():
+                    # a scan may end between the lookup and the kill: take the next one
+                    pid = pid_of(sql)
+                    try:
+                        if pid:
+                            os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        return False
+                    return bool(pid)
+                wait_until(strike, 30, "a %s to kill" % kind, interval=0.01)
             burst.join()
             sim_done.wait(60)
             stop.set()
@@ -143,9 +152,24 @@ def main():
             assert pending == "0", "round %d: %s acknowledged events not applied" % (r, pending)
             stored = int(q_retry("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery LIKE 'soak-%d-%%'" % r))
             assert stored == len(bodies), "round %d: %d of %d acknowledged events stored" % (r, stored, len(bodies))
+            # a delete whose delivery the crash lost is seen by the next
+            # reconciliation (every 2 s here, reconcile_interval), which a
+            # poll asked for sooner may not include: wait for it
             for table, cols in (("issues", issue_cols), ("iterations", ITERATION_COLS),
                                 ("project_members", MEMBER_COLS)):
+                try:
+                    wait_until(lambda: diff("soak", table, src, cols) == 0, 30, "%s equal to Coding's" % table,
+                               interval=0.2)
+                except AssertionError:
+                    pass
                 d = diff("soak", table, src, cols)
+                if d and table == "issues":
+                    # say which rows and why, for the log
+                    print("    round %d: 30 s after the poll, local issues not on Coding: %s; differing: %s" % (r,
+                          q_retry("SELECT coalesce(string_agg(code::text, ','), '-') FROM soak.issues "
+                                  "WHERE code NOT IN (SELECT code FROM %s.issues)" % src),
+                          q_retry("SELECT coalesce(string_agg(code::text, ','), '-') FROM (SELECT %s FROM soak.issues "
+                                  "EXCEPT SELECT %s FROM %s.issues) x" % (",".join(cols), ",".join(cols), src))))
                 assert d == 0, "round %d (%s): %s differs from Coding by %d rows" % (r, kind, table, d)
             return kind, scans[0]
 
