@@ -10,6 +10,7 @@ OBJS = \
 	src/convert.o \
 	src/fdw.o \
 	src/functions.o \
+	src/json_fast.o \
 	src/options.o \
 	src/pushdown.o \
 	src/ratelimit.o \
@@ -25,7 +26,10 @@ REGRESS_OPTS = --load-extension=coding_fdw --encoding=UTF8
 
 PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags libcjson libcurl libmicrohttpd 2>/dev/null)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-SHLIB_LINK = -lcurl -lcjson -lmicrohttpd
+# json_fast.cpp is C++ (simdjson): C++17, warnings on, and the C++ runtime
+PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter
+BITCODE_CXXFLAGS += -std=c++17
+SHLIB_LINK = -lcurl -lcjson -lmicrohttpd -lsimdjson -lstdc++
 
 EXTRA_CLEAN = results regression.diffs regression.out
 
@@ -34,4 +38,4 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every file includes the shared header: rebuild all when it changes
-$(OBJS): src/coding_fdw.h
+$(OBJS): src/coding_fdw.h src/json_fast.h

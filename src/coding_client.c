@@ -26,6 +26,7 @@
  *-------------------------------------------------------------------------
  */
 #include "coding_fdw.h"
+#include "json_fast.h"
 
 #include <curl/curl.h>
 
@@ -95,6 +96,8 @@ typedef struct BatchEntry
 	int			slot;			/* easy handle while running, else -1 */
 	ResponseBuffer buf;
 } BatchEntry;
+
+bool		coding_fast_json = true;	/* GUC coding_fdw.fast_json */
 
 static void *cjson_palloc(size_t size);
 static void cjson_pfree(void *ptr);
@@ -205,9 +208,10 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 		buf->too_large = true;
 		return 0;
 	}
-	if (buf->len + n + 1 > buf->cap)
+	/* room for the NUL and the JSON parser's padding after the body */
+	if (buf->len + n + CODING_JSON_PADDING > buf->cap)
 	{
-		size_t		newcap = Max(buf->cap * 2, buf->len + n + 1);
+		size_t		newcap = Max(buf->cap * 2, buf->len + n + CODING_JSON_PADDING);
 		char	   *newdata;
 
 		newcap = Max(newcap, 16384);
@@ -517,6 +521,26 @@ is_retryable(CodingResult *r, CURLcode cc)
 }
 
 /*
+ * parse_body
+ *		The body as a cJSON tree in the current memory context, NULL if it is
+ *		not JSON.  simdjson first (several times faster on Coding's pages);
+ *		whatever it does not accept goes to cJSON, so odd input is judged as
+ *		it always was.
+ */
+static cJSON *
+parse_body(ResponseBuffer *buf)
+{
+	cJSON	   *doc;
+
+	/* simdjson reads whole blocks: the padding must hold defined bytes */
+	memset(buf->data + buf->len, 0, CODING_JSON_PADDING);
+	doc = coding_fast_json ? coding_json_parse_fast(buf->data, buf->len, cjson_palloc) : NULL;
+	if (doc == NULL)
+		doc = cJSON_ParseWithLength(buf->data, buf->len);
+	return doc;
+}
+
+/*
  * finish_transfer
  *		Classify a finished attempt into its item's result: Coding's error
  *		envelope (which arrives with HTTP 200), an HTTP status, a transport
@@ -571,7 +595,7 @@ finish_transfer(BatchEntry *e, CURLcode cc)
 		return retry_after_ms;
 	}
 
-	doc = buf->data ? cJSON_ParseWithLength(buf->data, buf->len) : NULL;
+	doc = buf->data ? parse_body(buf) : NULL;
 	resp = cJSON_IsObject(doc) ? cJSON_GetObjectItemCaseSensitive(doc, "Response") : NULL;
 	err = cJSON_IsObject(resp) ? cJSON_GetObjectItemCaseSensitive(resp, "Error") : NULL;
 	if (buf->data)

@@ -10,6 +10,7 @@
  *	convert.c		known columns and JSON value -> Datum conversion
  *	fdw.c			FdwRoutine: planning, scanning, EXPLAIN, IMPORT
  *	functions.c		SQL-callable functions (test_connection)
+ *	json_fast.cpp	simdjson parsing into cJSON trees (C++, json_fast.h)
  *	ratelimit.c		the per-team request spacing, shared when preloaded
  *	sync_worker.c	the sync background worker (polls, applies webhook events)
  *	webhook_listener.c	the webhook listener background worker (stores events)
@@ -71,6 +72,7 @@ typedef struct CodingTableInfo
 
 /* ---- options.c ---- */
 extern int	coding_max_response_size;	/* GUC, bytes */
+extern bool coding_fast_json;	/* GUC: simdjson before cJSON */
 extern CodingConnInfo *coding_get_conn_info(Oid serverid, Oid userid,
 											Oid foreigntableid);
 extern CodingTableInfo *coding_get_table_info(Oid foreigntableid);
@@ -171,6 +173,8 @@ typedef enum CodingColumnSource
 	COLSRC_RAW					/* the whole API object */
 } CodingColumnSource;
 
+struct CodingFieldIndex;			/* convert.c: finds a row's fields in one pass */
+
 typedef struct CodingColumn
 {
 	AttrNumber	attnum;
@@ -186,6 +190,8 @@ typedef struct CodingColumn
 	bool		detail_only;	/* only DescribeIssue returns it */
 	FmgrInfo	infunc;
 	Oid			typioparam;
+	int			slot;			/* index of path's first name in "index" */
+	struct CodingFieldIndex *index; /* shared by the columns of one scan */
 } CodingColumn;
 
 /* One known column of a resource, as IMPORT FOREIGN SCHEMA creates it. */

@@ -498,6 +498,13 @@ _PG_init(void)
 							 true,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("coding_fdw.fast_json",
+							 "Parses Coding's answers with simdjson, falling back to cJSON for what it does not accept.",
+							 "Off parses with cJSON only (for comparison and diagnosis); results are the same, only slower.",
+							 &coding_fast_json,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 
 	coding_client_init();
 	coding_ratelimit_init();

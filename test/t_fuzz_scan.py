@@ -8,7 +8,11 @@ backend scans them in a PL/pgSQL loop that records each outcome.  Every
 scan must succeed or fail with a documented class (HV*** FDW errors, 22***
 values that do not fit, 54*** limits); the backend must never crash.
 
-FUZZ_SCAN_COUNT (default 3000) and FUZZ_SEED reproduce a run.
+Each of FUZZ_DIFF_COUNT (default 300) more list answers is scanned twice,
+with simdjson (coding_fdw.fast_json on) and with cJSON alone: the rows or
+the error must be the same.
+
+FUZZ_SCAN_COUNT (default 3000), FUZZ_DIFF_COUNT and FUZZ_SEED reproduce a run.
 """
 import base64
 import json
@@ -138,6 +142,47 @@ def main():
                   lambda: run("DescribeIssue", detail,
                               "(SELECT count(*) FROM coding.issues t WHERE code = %d AND t::text IS NOT NULL)"
                               % codes[0], count - lists))
+
+        diff_count = int(os.environ.get("FUZZ_DIFF_COUNT", "300"))
+
+        def same_with_both_parsers(n=diff_count):
+            # each generated list answer is served twice: scanned with
+            # simdjson (fast_json on, cJSON for what it refuses) and with
+            # cJSON alone; the rows, or the error, must be the same
+            sim.call("DELETE", "/_sim/faults")
+            try:
+                for _ in range(n):
+                    body = base64.b64encode(mutate(rng, page)).decode()
+                    for _ in range(2):
+                        sim.fault(type="raw_body", action="DescribeIssueListWithPage", body_b64=body)
+            except Exception:
+                sim.call("DELETE", "/_sim/faults")
+                raise
+            out = psql("""
+                CREATE TEMP TABLE differ (i int, fast text, plain text);
+                CREATE FUNCTION pg_temp.outcome(fast bool) RETURNS text LANGUAGE plpgsql AS $f$
+                DECLARE r text;
+                BEGIN
+                  PERFORM set_config('coding_fdw.fast_json', fast::text, false);
+                  SELECT 'rows ' || count(*) || ' ' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))
+                    INTO r FROM coding.issues t;
+                  RETURN r;
+                EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ' ' || SQLERRM;
+                END $f$;
+                DO $$ DECLARE a text; b text; BEGIN FOR i IN 1..%d LOOP
+                  a := pg_temp.outcome(true); b := pg_temp.outcome(false);
+                  IF a IS DISTINCT FROM b THEN INSERT INTO differ VALUES (i, a, b); END IF;
+                END LOOP; END $$;
+                SELECT count(*) FROM differ;
+                SELECT i || ': simdjson ' || fast || ' / cJSON ' || plain FROM differ ORDER BY i LIMIT 5;
+                RESET coding_fdw.fast_json;""" % n, db=DB, check=False, timeout=900)
+            sim.call("DELETE", "/_sim/faults")
+            assert out.returncode == 0, "the backend did not survive: %s" % out.stderr[-500:]
+            lines = [l for l in out.stdout.split("\n") if l.strip()]
+            assert lines[0] == "0", "%s of %d answers differ: %s" % (lines[0], n, lines[1:])
+        res.check("%d generated list answers: simdjson and cJSON give the same rows or the same error"
+                  % diff_count,
+                  same_with_both_parsers)
 
         def still_serving():
             got = psql("SELECT count(*) FROM coding.issues", db=DB)

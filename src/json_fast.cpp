@@ -1,0 +1,276 @@
+/*
+ * json_fast.cpp
+ *		Parse Coding's answers with simdjson into the same cJSON trees the
+ *		rest of coding_fdw reads.
+ *
+ * cJSON parses at about 200 MB/s, which made parsing, not the network, the
+ * cost of a scan (bench/README.md, benchmark 2).  simdjson parses the same
+ * pages several times faster; this file turns its document into cJSON nodes
+ * carved out of a few large chunks, so every reader (conversion, pushdown
+ * checks, the sync functions) keeps its one representation.
+ *
+ * The contract, kept narrow on purpose:
+ *   - Only valid JSON that simdjson accepts becomes a tree here.  Anything
+ *     else (invalid UTF-8, numbers out of 64-bit range, lone surrogates,
+ *     nesting beyond cJSON's limit, trailing bytes) returns NULL and the
+ *     caller parses with cJSON as before, so odd input keeps exactly the
+ *     behaviour it had: this file only makes valid answers faster.
+ *   - Memory comes from the caller's allocator (palloc in the current
+ *     memory context, returning NULL instead of raising): the tree goes
+ *     away with the context.  Nodes share chunks, so a tree made here is
+ *     read-only and must never be given to cJSON_Delete; response trees
+ *     never are (they die with their memory context).
+ *   - No PostgreSQL call, no exception and no longjmp crosses this file:
+ *     C++ exceptions (only std::bad_alloc is possible) are caught here.
+ *   - The input must have CODING_JSON_PADDING readable bytes after its end
+ *     (simdjson reads in 64-byte blocks); the receive buffer reserves them.
+ *
+ * The parser object is per process and reused: its buffers (malloc'd by
+ * simdjson, about 14 bytes per byte of capacity, outside any memory
+ * context) are allocated once, for half a megabyte, which holds a page of
+ * 500 issues.  A larger answer grows them and they are freed after it, and
+ * answers above FAST_MAX_BYTES go to cJSON, so a huge answer never keeps
+ * (or takes) more than about a hundred megabytes here.
+ */
+#include <simdjson.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <new>
+
+extern "C"
+{
+#include <cJSON.h>
+#include "json_fast.h"
+}
+
+static_assert(simdjson::SIMDJSON_PADDING <= CODING_JSON_PADDING,
+			  "the receive buffer must reserve simdjson's padding");
+
+using namespace simdjson;
+
+/* Larger documents go to cJSON. */
+static const size_t FAST_MAX_BYTES = 8 * 1024 * 1024;
+
+/* Documents above this size do not keep the parser's buffers afterwards. */
+static const size_t KEEP_PARSER_MAX = 1024 * 1024;
+
+/* cJSON's own nesting limit (CJSON_NESTING_LIMIT): deeper goes to cJSON. */
+static const size_t NESTING_LIMIT = 1000;
+
+/* Chunk size for nodes and strings; bigger strings get their own block. */
+static const size_t CHUNK_SIZE = 256 * 1024;
+
+/* Smallest capacity allocated, so small answers do not reallocate each time. */
+static const size_t MIN_CAPACITY = 512 * 1024;
+
+static dom::parser *fast_parser = nullptr;
+
+/*
+ * Arena
+ *		Bump allocation out of chunks from the caller's allocator: one call
+ *		per 256 kB instead of one per node and string.
+ */
+struct Arena
+{
+	coding_json_alloc_fn alloc;
+	char	   *next = nullptr;
+	size_t		left = 0;
+
+	explicit Arena(coding_json_alloc_fn fn) : alloc(fn) {}
+
+	/* take: n bytes aligned for a cJSON node, or nullptr when out of memory */
+	void	   *take(size_t n)
+	{
+		n = (n + 15) & ~static_cast<size_t>(15);
+		if (n > left)
+		{
+			if (n > CHUNK_SIZE / 4)
+				return alloc(n);	/* a big string: a block of its own */
+			next = static_cast<char *>(alloc(CHUNK_SIZE));
+			if (next == nullptr)
+			{
+				left = 0;
+				return nullptr;
+			}
+			left = CHUNK_SIZE;
+		}
+		void	   *p = next;
+
+		next += n;
+		left -= n;
+		return p;
+	}
+
+	/* node: a zeroed cJSON node */
+	cJSON	   *node()
+	{
+		cJSON	   *n = static_cast<cJSON *>(take(sizeof(cJSON)));
+
+		if (n != nullptr)
+			memset(n, 0, sizeof(cJSON));
+		return n;
+	}
+
+	/* string: a NUL-terminated copy (an embedded \u0000 ends it, as in cJSON) */
+	char	   *string(std::string_view s)
+	{
+		char	   *p = static_cast<char *>(take(s.size() + 1));
+
+		if (p != nullptr)
+		{
+			memcpy(p, s.data(), s.size());
+			p[s.size()] = '\0';
+		}
+		return p;
+	}
+};
+
+/* set_number: a number node as cJSON's parse_number leaves it */
+static void
+set_number(cJSON *node, double d)
+{
+	node->type = cJSON_Number;
+	node->valuedouble = d;
+	if (d >= INT_MAX)
+		node->valueint = INT_MAX;
+	else if (d <= (double) INT_MIN)
+		node->valueint = INT_MIN;
+	else
+		node->valueint = (int) d;
+}
+
+/*
+ * append
+ *		Link child last under parent the way cJSON's parser does: the first
+ *		child's prev points at the last child, the last child's next is NULL.
+ */
+static void
+append(cJSON *parent, cJSON *child)
+{
+	if (parent->child == nullptr)
+	{
+		parent->child = child;
+		child->prev = child;
+	}
+	else
+	{
+		cJSON	   *last = parent->child->prev;
+
+		last->next = child;
+		child->prev = last;
+		parent->child->prev = child;
+	}
+}
+
+/* build: the cJSON node for one simdjson element, nullptr when out of memory */
+static cJSON *
+build(dom::element e, Arena &arena)
+{
+	cJSON	   *node = arena.node();
+	dom::array	array;
+	dom::object object;
+
+	if (node == nullptr)
+		return nullptr;
+	switch (e.type())
+	{
+		case dom::element_type::ARRAY:
+			node->type = cJSON_Array;
+			if (e.get_array().get(array) != SUCCESS)
+				return nullptr;
+			for (dom::element item : array)
+			{
+				cJSON	   *child = build(item, arena);
+
+				if (child == nullptr)
+					return nullptr;
+				append(node, child);
+			}
+			break;
+		case dom::element_type::OBJECT:
+			node->type = cJSON_Object;
+			if (e.get_object().get(object) != SUCCESS)
+				return nullptr;
+			for (dom::key_value_pair field : object)
+			{
+				cJSON	   *child = build(field.value, arena);
+
+				if (child == nullptr)
+					return nullptr;
+				child->string = arena.string(field.key);
+				if (child->string == nullptr)
+					return nullptr;
+				append(node, child);
+			}
+			break;
+		case dom::element_type::INT64:
+			set_number(node, (double) e.get_int64().value_unsafe());
+			break;
+		case dom::element_type::UINT64:
+			set_number(node, (double) e.get_uint64().value_unsafe());
+			break;
+		case dom::element_type::DOUBLE:
+			set_number(node, e.get_double().value_unsafe());
+			break;
+		case dom::element_type::STRING:
+			node->type = cJSON_String;
+			node->valuestring = arena.string(e.get_string().value_unsafe());
+			if (node->valuestring == nullptr)
+				return nullptr;
+			break;
+		case dom::element_type::BOOL:
+			node->type = e.get_bool().value_unsafe() ? cJSON_True : cJSON_False;
+			break;
+		case dom::element_type::NULL_VALUE:
+			node->type = cJSON_NULL;
+			break;
+	}
+	return node;
+}
+
+/*
+ * coding_json_parse_fast
+ *		The cJSON tree of data[0..len), or NULL when simdjson does not accept
+ *		it or memory ran out: the caller then parses with cJSON.
+ */
+extern "C" cJSON *
+coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc)
+{
+	cJSON	   *root = nullptr;
+
+	if (len > FAST_MAX_BYTES)
+		return nullptr;
+	try
+	{
+		dom::element doc;
+
+		if (fast_parser == nullptr)
+		{
+			fast_parser = new (std::nothrow) dom::parser();
+			if (fast_parser == nullptr)
+				return nullptr;
+		}
+		/* grow only: parse() would otherwise reallocate with its own depth */
+		if (fast_parser->capacity() < len &&
+			fast_parser->allocate(std::max(len, MIN_CAPACITY), NESTING_LIMIT) != SUCCESS)
+			return nullptr;
+		if (fast_parser->parse(data, len, false).get(doc) == SUCCESS)
+		{
+			Arena		arena(alloc);
+
+			root = build(doc, arena);
+		}
+	}
+	catch (...)
+	{
+		root = nullptr;
+	}
+	if (len > KEEP_PARSER_MAX)
+	{
+		delete fast_parser;
+		fast_parser = nullptr;
+	}
+	return root;
+}
