@@ -29,6 +29,7 @@
 #include "json_fast.h"
 
 #include <curl/curl.h>
+#include <poll.h>
 
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -85,8 +86,17 @@ static struct
 	char		errbuf[MAX_CONCURRENCY][CURL_ERROR_SIZE];
 } http;
 
+/*
+ * A call made ahead of need (coding_call_prefetch): the next page of a scan
+ * that reads every page, sent before the current page is converted so that
+ * Coding answers while we work.  At most one per process.  It lives in the
+ * caller's memory context; any other call abandons it (http_detach_all),
+ * and so does the reset of that context (end of scan, ERROR, cancel).
+ */
+typedef struct BatchEntry BatchEntry;
+
 /* One request of a batch, as the engine tracks it. */
-typedef struct BatchEntry
+struct BatchEntry
 {
 	CodingBatchItem *item;
 	char	   *body_text;
@@ -95,7 +105,19 @@ typedef struct BatchEntry
 	bool		done;
 	int			slot;			/* easy handle while running, else -1 */
 	ResponseBuffer buf;
-} BatchEntry;
+};
+
+static struct
+{
+	bool		active;
+	uint64		generation;		/* tells a stale reset callback apart */
+	CodingConnInfo *conn;
+	const char *action;
+	char	   *url;
+	int64		reserved_us;	/* rate-limit slot held for it, -1 none */
+	BatchEntry	entry;
+	CodingBatchItem item;
+} ahead;
 
 bool		coding_fast_json = true;	/* GUC coding_fdw.fast_json */
 
@@ -215,6 +237,8 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 		char	   *newdata;
 
 		newcap = Max(newcap, 16384);
+		/* never more than the largest body accepted needs */
+		newcap = Min(newcap, buf->limit + CODING_JSON_PADDING);
 		newdata = MemoryContextAllocExtended(buf->cxt, newcap,
 											 MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
 		if (newdata == NULL)
@@ -292,6 +316,7 @@ http_detach_all(void)
 	}
 	http.nsocks = 0;
 	http.timer_ms = -1;
+	ahead.active = false;		/* a call made ahead is abandoned */
 }
 
 /*
@@ -640,6 +665,50 @@ finish_transfer(BatchEntry *e, CURLcode cc)
 }
 
 /*
+ * take_finished
+ *		Classify every transfer curl reports finished; schedule a retry with
+ *		back-off for a failed attempt worth another, or mark its entry done.
+ *		Returns how many finished.
+ */
+static int
+take_finished(CodingConnInfo *conn, CodingCallStats *stats, int *nrunning, int *ndone)
+{
+	CURLMsg    *msg;
+	int			left;
+	int			nfinished = 0;
+
+	while ((msg = curl_multi_info_read(http.multi, &left)) != NULL)
+	{
+		BatchEntry *e;
+		long		retry_after_ms;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &e);
+		retry_after_ms = finish_transfer(e, msg->data.result);
+		if (stats)
+			stats->bytes += e->buf.len;
+		curl_multi_remove_handle(http.multi, http.easy[e->slot]);
+		http.attached[e->slot] = false;
+		e->slot = -1;
+		(*nrunning)--;
+		nfinished++;
+
+		if (e->item->result.errclass != CODING_OK &&
+			e->attempts <= conn->max_retries &&
+			is_retryable(&e->item->result, e->item->result.curl_code))
+			e->not_before_us = coding_monotonic_us() +
+				(int64) backoff_ms(e->attempts, retry_after_ms) * 1000;
+		else
+		{
+			e->done = true;
+			(*ndone)++;
+		}
+	}
+	return nfinished;
+}
+
+/*
  * batch_loop
  *		The engine: run every entry to a final result, up to "concurrency"
  *		transfers at once, each started no earlier than the team's rate
@@ -648,19 +717,22 @@ finish_transfer(BatchEntry *e, CURLcode cc)
  */
 static void
 batch_loop(CodingConnInfo *conn, const char *url, BatchEntry *entries, int n,
-		   int concurrency, CodingCallStats *stats, MemoryContext cxt)
+		   int concurrency, CodingCallStats *stats, MemoryContext cxt,
+		   int64 reserved_us)
 {
 	int			ndone = 0;
 	int			nrunning = 0;
-	int64		reserved_us = -1;	/* a rate-limit slot not used yet */
+	int			i;
+
+	/* a call started ahead (coding_call_prefetch) is already running */
+	for (i = 0; i < n; i++)
+		if (entries[i].slot >= 0)
+			nrunning++;
 
 	while (ndone < n)
 	{
 		int64		now = coding_monotonic_us();
 		int64		wake_us = 0;
-		CURLMsg    *msg;
-		int			left;
-		int			i;
 
 		/* start what may start: a free handle, a due entry, a slot */
 		while (nrunning < concurrency)
@@ -701,36 +773,55 @@ batch_loop(CodingConnInfo *conn, const char *url, BatchEntry *entries, int n,
 				(wake_us == 0 || entries[i].not_before_us < wake_us))
 				wake_us = entries[i].not_before_us;
 
-		http_wait_and_drive(wake_us);
-
-		while ((msg = curl_multi_info_read(http.multi, &left)) != NULL)
+		/* a transfer may have ended as it started: then do not wait */
+		if (take_finished(conn, stats, &nrunning, &ndone) == 0)
 		{
-			BatchEntry *e;
-			long		retry_after_ms;
-
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &e);
-			retry_after_ms = finish_transfer(e, msg->data.result);
-			if (stats)
-				stats->bytes += e->buf.len;
-			curl_multi_remove_handle(http.multi, http.easy[e->slot]);
-			http.attached[e->slot] = false;
-			e->slot = -1;
-			nrunning--;
-
-			if (e->item->result.errclass != CODING_OK &&
-				e->attempts <= conn->max_retries &&
-				is_retryable(&e->item->result, e->item->result.curl_code))
-				e->not_before_us = coding_monotonic_us() +
-					(int64) backoff_ms(e->attempts, retry_after_ms) * 1000;
-			else
-			{
-				e->done = true;
-				ndone++;
-			}
+			http_wait_and_drive(wake_us);
+			take_finished(conn, stats, &nrunning, &ndone);
 		}
 	}
+}
+
+/*
+ * set_headers
+ *		The request headers of the calls about to run (freed by
+ *		http_detach_all).
+ */
+static void
+set_headers(CodingConnInfo *conn)
+{
+	http.headers = curl_slist_append(NULL, "Content-Type: application/json");
+	http.headers = curl_slist_append(http.headers, "Accept: application/json");
+	http.headers = curl_slist_append(http.headers, "Expect:");
+	if (conn->auth_header)
+		http.headers = curl_slist_append(http.headers, conn->auth_header);
+	if (http.headers == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+}
+
+/* action_url: the endpoint with the Action (which only helps server logs). */
+static char *
+action_url(CodingConnInfo *conn, const char *action)
+{
+	return psprintf("%s%sAction=%s", conn->api_url,
+					strchr(conn->api_url, '?') ? "&" : "?", action);
+}
+
+/*
+ * request_text
+ *		The body as sent: the caller's fields plus "Action".
+ */
+static char *
+request_text(cJSON *body, const char *action)
+{
+	char	   *text;
+
+	cJSON_DeleteItemFromObjectCaseSensitive(body, "Action");
+	cJSON_AddStringToObject(body, "Action", action);
+	text = cJSON_PrintUnformatted(body);
+	if (text == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	return text;
 }
 
 /*
@@ -746,23 +837,15 @@ run_batch(CodingConnInfo *conn, const char *action, BatchEntry *entries, int n,
 	char	   *url;
 
 	concurrency = Max(1, Min(concurrency, MAX_CONCURRENCY));
-	/* Action goes in the body; the query string only helps server logs */
-	url = psprintf("%s%sAction=%s", conn->api_url,
-				   strchr(conn->api_url, '?') ? "&" : "?", action);
+	url = action_url(conn, action);
 
 	http_ensure_handles();
 	http_detach_all();			/* after an earlier ERROR, if any */
-	http.headers = curl_slist_append(NULL, "Content-Type: application/json");
-	http.headers = curl_slist_append(http.headers, "Accept: application/json");
-	http.headers = curl_slist_append(http.headers, "Expect:");
-	if (conn->auth_header)
-		http.headers = curl_slist_append(http.headers, conn->auth_header);
-	if (http.headers == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	set_headers(conn);
 
 	PG_TRY();
 	{
-		batch_loop(conn, url, entries, n, concurrency, stats, cxt);
+		batch_loop(conn, url, entries, n, concurrency, stats, cxt, -1);
 	}
 	PG_CATCH();
 	{
@@ -796,18 +879,131 @@ coding_call_batch(CodingConnInfo *conn, const char *action,
 	entries = palloc0(sizeof(BatchEntry) * n);
 	for (i = 0; i < n; i++)
 	{
-		cJSON_DeleteItemFromObjectCaseSensitive(items[i].body, "Action");
-		cJSON_AddStringToObject(items[i].body, "Action", action);
 		entries[i].item = &items[i];
 		entries[i].slot = -1;
-		entries[i].body_text = cJSON_PrintUnformatted(items[i].body);
-		if (entries[i].body_text == NULL)
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		entries[i].body_text = request_text(items[i].body, action);
 	}
 	run_batch(conn, action, entries, n, concurrency, stats);
 	for (i = 0; i < n; i++)
 		pfree(entries[i].body_text);
 	pfree(entries);
+}
+
+/* ahead_reset_cb: the context of a call made ahead is going away */
+static void
+ahead_reset_cb(void *arg)
+{
+	if (ahead.active && ahead.generation == *(uint64 *) arg)
+		http_detach_all();
+}
+
+/*
+ * coding_call_prefetch
+ *		Send a call now whose answer a later coding_call with the same
+ *		connection, Action and body will collect; it and its buffers live in
+ *		"cxt".  It takes its rate-limit slot now (and is sent later, by the
+ *		collecting call, if the slot is in the future).  Any other call in
+ *		between abandons it: the scan that makes it must be sure it will ask
+ *		for it, or accept one wasted call.
+ */
+void
+coding_call_prefetch(CodingConnInfo *conn, const char *action, cJSON *body,
+					 CodingCallStats *stats, MemoryContext cxt)
+{
+	MemoryContext old;
+	MemoryContextCallback *cb;
+	uint64	   *generation;
+
+	http_ensure_handles();
+	http_detach_all();
+	old = MemoryContextSwitchTo(cxt);
+	memset(&ahead.entry, 0, sizeof(ahead.entry));
+	memset(&ahead.item, 0, sizeof(ahead.item));
+	ahead.entry.item = &ahead.item;
+	ahead.entry.slot = -1;
+	ahead.entry.body_text = request_text(body, action);
+	ahead.conn = conn;
+	ahead.action = pstrdup(action);
+	ahead.url = action_url(conn, action);
+	generation = palloc(sizeof(uint64));
+	*generation = ++ahead.generation;
+	cb = palloc(sizeof(MemoryContextCallback));
+	cb->func = ahead_reset_cb;
+	cb->arg = generation;
+	MemoryContextRegisterResetCallback(cxt, cb);
+	set_headers(conn);
+	ahead.active = true;
+	ahead.reserved_us = coding_ratelimit_reserve(conn->team, conn->rate_limit);
+	if (ahead.reserved_us <= coding_monotonic_us())
+	{
+		ahead.reserved_us = -1;
+		start_transfer(conn, ahead.url, &ahead.entry, 0, cxt);
+		if (stats)
+			stats->calls++;
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * coding_call_poll
+ *		Let a call made ahead read what has arrived, without waiting (a
+ *		poll with timeout 0), so the answer streams in while the scan
+ *		converts rows and is complete before its timeout can run out.
+ */
+void
+coding_call_poll(void)
+{
+	struct pollfd fds[8];
+	int			nfds = 0;
+	int			running;
+	int			i;
+
+	if (!ahead.active || ahead.entry.slot < 0)
+		return;
+	for (i = 0; i < http.nsocks && nfds < (int) lengthof(fds); i++)
+	{
+		fds[nfds].fd = http.socks[i].fd;
+		fds[nfds].events = ((http.socks[i].what & CURL_POLL_IN) ? POLLIN : 0) |
+			((http.socks[i].what & CURL_POLL_OUT) ? POLLOUT : 0);
+		fds[nfds].revents = 0;
+		nfds++;
+	}
+	if (nfds == 0 || poll(fds, nfds, 0) <= 0)
+		return;
+	for (i = 0; i < nfds; i++)
+	{
+		int			flags = 0;
+
+		if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
+			flags |= CURL_CSELECT_IN;
+		if (fds[i].revents & POLLOUT)
+			flags |= CURL_CSELECT_OUT;
+		if (flags)
+			curl_multi_socket_action(http.multi, fds[i].fd, flags, &running);
+	}
+}
+
+/*
+ * collect_ahead
+ *		The answer of the call made ahead, retried as any call would be,
+ *		parsed into the current memory context.
+ */
+static void
+collect_ahead(CodingConnInfo *conn, CodingCallStats *stats, CodingResult *result)
+{
+	PG_TRY();
+	{
+		batch_loop(conn, ahead.url, &ahead.entry, 1, 1, stats, CurrentMemoryContext,
+				   ahead.reserved_us);
+	}
+	PG_CATCH();
+	{
+		http_detach_all();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	http_detach_all();
+	*result = ahead.item.result;
 }
 
 /*
@@ -973,7 +1169,22 @@ coding_call(CodingConnInfo *conn, const char *action, cJSON *body,
 	CodingResult result;
 
 	coding_require_token(conn);
-	coding_call_noerror(conn, action, body, stats, &result);
+	if (ahead.active)
+	{
+		char	   *text = request_text(body, action);
+
+		if (ahead.conn == conn && strcmp(ahead.action, action) == 0 &&
+			strcmp(ahead.entry.body_text, text) == 0)
+			collect_ahead(conn, stats, &result);
+		else
+		{
+			http_detach_all();	/* not what was asked for: abandoned */
+			coding_call_noerror(conn, action, body, stats, &result);
+		}
+		pfree(text);
+	}
+	else
+		coding_call_noerror(conn, action, body, stats, &result);
 	if (result.errclass != CODING_OK)
 		coding_report_error(conn, action, &result, ERROR);
 	return result.response;

@@ -136,6 +136,10 @@ extern void coding_call_noerror(CodingConnInfo *conn, const char *action,
 								cJSON *body, CodingCallStats *stats,
 								CodingResult *result);
 extern void coding_require_token(CodingConnInfo *conn);
+extern void coding_call_prefetch(CodingConnInfo *conn, const char *action,
+								 cJSON *body, CodingCallStats *stats,
+								 MemoryContext cxt);
+extern void coding_call_poll(void);
 extern cJSON *coding_call(CodingConnInfo *conn, const char *action,
 						  cJSON *body, CodingCallStats *stats);
 extern void coding_report_error(CodingConnInfo *conn, const char *action,

@@ -77,7 +77,8 @@ enum CodingPrivateIndex
 	PRIV_ITEMS,					/* pushed items: (column, op, has value) */
 	PRIV_NVALUES,				/* Integer: value expressions in fdw_exprs */
 	PRIV_SORT_KEY,				/* String: Coding SortKey */
-	PRIV_SORT_DESC				/* Integer: 1 for SortValue DESC */
+	PRIV_SORT_DESC,				/* Integer: 1 for SortValue DESC */
+	PRIV_READ_AHEAD				/* Integer: 1 if every page will be read */
 };
 
 /*
@@ -111,6 +112,8 @@ typedef struct CodingScanState
 	MemoryContext request_cxt;	/* the request; rebuilt on rescan */
 	MemoryContext page_cxt;		/* the current page; reset per page */
 	MemoryContext row_cxt;		/* one row's values; reset per row */
+	MemoryContext ahead_cxt;	/* the next page's call, made ahead */
+	bool		read_ahead;		/* the query reads every page: ask early */
 
 	bool		request_ready;
 	CodingRequest request;
@@ -530,6 +533,9 @@ codingGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel,
 		add_param_paths(root, baserel, foreigntableid, ps);
 }
 
+static bool reads_every_page(PlannerInfo *root, RelOptInfo *baserel,
+							 ForeignPath *best_path);
+
 /*
  * codingGetForeignPlan
  *		Build the ForeignScan.  Every qual stays a local qual.  The clauses
@@ -594,13 +600,36 @@ codingGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 
 	return make_foreignscan(tlist, scan_clauses, baserel->relid,
 							list_concat(values, list_quals),
-							lappend(list_make5(attrs,
-											   makeInteger(detail != NULL ? 1 : 0),
-											   items,
-											   makeInteger(list_length(values)),
-											   linitial(best_path->fdw_private)),
-									lsecond(best_path->fdw_private)),
+							lappend(lappend(list_make5(attrs,
+													   makeInteger(detail != NULL ? 1 : 0),
+													   items,
+													   makeInteger(list_length(values)),
+													   linitial(best_path->fdw_private)),
+											lsecond(best_path->fdw_private)),
+									makeInteger(reads_every_page(root, baserel, best_path))),
 							NIL, NIL, outer_plan);
+}
+
+/*
+ * reads_every_page
+ *		Whether the executor will surely ask for every page, so the next
+ *		page can be requested while the current one is converted without
+ *		risking a call nobody needs: a top-level query over this table
+ *		alone, with no LIMIT and not read through a cursor (both give a
+ *		tuple_fraction), no parameters (a rescan restarts) and no detail
+ *		columns (their DescribeIssue calls run between pages).  A client
+ *		that stops reading a portal early can still waste one call.
+ */
+static bool
+reads_every_page(PlannerInfo *root, RelOptInfo *baserel, ForeignPath *best_path)
+{
+	CodingPlanState *ps = (CodingPlanState *) baserel->fdw_private;
+
+	return root->query_level == 1 &&
+		root->tuple_fraction <= 0 &&
+		bms_membership(root->all_baserels) == BMS_SINGLETON &&
+		best_path->path.param_info == NULL &&
+		!ps->need_detail;
 }
 
 /* contains_exec_param: a PARAM_EXEC (the outer row of a nested loop). */
@@ -641,6 +670,7 @@ codingBeginForeignScan(ForeignScanState *node, int eflags)
 	ss->need_detail = intVal(list_nth(plan->fdw_private, PRIV_NEED_DETAIL)) != 0;
 	ss->sort_key = strVal(list_nth(plan->fdw_private, PRIV_SORT_KEY));
 	ss->sort_desc = intVal(list_nth(plan->fdw_private, PRIV_SORT_DESC)) != 0;
+	ss->read_ahead = intVal(list_nth(plan->fdw_private, PRIV_READ_AHEAD)) != 0;
 
 	/* pushed items and their value expressions (first in fdw_exprs) */
 	value_cell = list_head(plan->fdw_exprs);
@@ -675,6 +705,8 @@ codingBeginForeignScan(ForeignScanState *node, int eflags)
 										 "coding_fdw page", ALLOCSET_DEFAULT_SIZES);
 	ss->row_cxt = AllocSetContextCreate(estate->es_query_cxt,
 										"coding_fdw row", ALLOCSET_DEFAULT_SIZES);
+	ss->ahead_cxt = AllocSetContextCreate(estate->es_query_cxt,
+										  "coding_fdw read-ahead", ALLOCSET_DEFAULT_SIZES);
 	ss->page_number = 1;
 	ss->project_id = -1;
 
@@ -917,6 +949,12 @@ fetch_page(CodingScanState *ss)
 			break;
 	}
 	ss->page_number++;
+
+	/* the next page is surely wanted: ask for it now, collect it later */
+	MemoryContextReset(ss->ahead_cxt);
+	if (ss->read_ahead && !ss->last_page)
+		coding_call_prefetch(ss->conn, action, list_body(ss), &ss->stats, ss->ahead_cxt);
+
 	ss->rows = palloc(sizeof(PageRow) * Max(count, 1));
 	cJSON_ArrayForEach(item, list)
 	{
@@ -1151,6 +1189,9 @@ codingIterateForeignScan(ForeignScanState *node)
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
+		/* let the page asked for ahead stream in while rows are converted */
+		if (ss->read_ahead && (ss->pos & 63) == 63)
+			coding_call_poll();
 		if (ss->pos < ss->nrows)
 		{
 			row = &ss->rows[ss->pos++];
@@ -1192,6 +1233,7 @@ codingReScanForeignScan(ForeignScanState *node)
 
 	MemoryContextReset(ss->page_cxt);
 	MemoryContextReset(ss->row_cxt);
+	MemoryContextReset(ss->ahead_cxt);	/* abandons a page asked for ahead */
 	ss->rows = NULL;
 	ss->nrows = ss->pos = 0;
 	ss->page_number = 1;
@@ -1207,6 +1249,7 @@ codingEndForeignScan(ForeignScanState *node)
 
 	if (ss == NULL)
 		return;
+	MemoryContextDelete(ss->ahead_cxt);
 	MemoryContextDelete(ss->request_cxt);
 	MemoryContextDelete(ss->page_cxt);
 	MemoryContextDelete(ss->row_cxt);

@@ -13,6 +13,10 @@
   and EXPLAIN ANALYZE counts the retries; past max_retries the statement
   fails with the class's SQLSTATE (HV000, 53400).
 * Retry-After on an HTTP 429 is honoured.
+* Reading ahead: a query that reads every page asks for page n+1 while
+  page n is converted (seen when the first row fails: page 2 was already
+  asked for); a LIMIT, a cursor, EXISTS, a join or detail columns never
+  make a call nobody needed.
 
 Every count comes from the simulated server's request log.
 """
@@ -20,7 +24,7 @@ import math
 import subprocess
 import time
 
-from pgtest import Results, psql, scenario, setup_db
+from pgtest import Results, psql, scenario, setup_db, wait_until
 
 DB = "t_paging"
 LIST = "DescribeIssueListWithPage"
@@ -140,6 +144,43 @@ def main():
             pages = [e["body"].get("PageNumber") for e in list_log()]
             assert pages == list(range(1, 11)), pages
         res.check("LIMIT 5 with a local-only filter matching nothing: all 10 pages", limit_local_filter)
+
+        # ---- reading ahead: only when every page will be read ------------------
+
+        def list_pages():
+            return [e["body"].get("PageNumber") for e in list_log()]
+
+        def read_ahead_seen():
+            clear()
+            out = psql("SELECT code / (code - code) FROM p1000.issues", db=DB, check=False)
+            assert "division by zero" in out.stderr, out.stderr
+            # page 2 was sent before row 1 failed; the server logs it when
+            # it reads it, so wait for that with a deadline
+            wait_until(lambda: len(list_log()) >= 2, 10, "the request for page 2")
+            assert list_pages() == [1, 2], list_pages()
+        res.check("a full scan asks for page 2 while page 1 is converted (page 2 is already "
+                  "asked for when row 1 fails)", read_ahead_seen)
+
+        def no_wasted_call(sql, want):
+            def run():
+                clear()
+                psql(sql, db=DB)
+                # two scans of a join may interleave: compare as multisets
+                assert sorted(list_pages()) == sorted(want), "pages requested %s, want %s" % (
+                    list_pages(), want)
+            return run
+        for what, sql, want in (
+                ("a cursor that fetches 3 rows", "BEGIN; DECLARE c CURSOR FOR SELECT code FROM p1000.issues; "
+                 "FETCH 3 FROM c; CLOSE c; COMMIT", [1]),
+                ("EXISTS", "SELECT EXISTS (SELECT 1 FROM p1000.issues WHERE code % 2 = 1)", [1]),
+                ("LIMIT 150 (2 pages)", "SELECT count(*) FROM (SELECT code FROM p1000.issues LIMIT 150) x",
+                 [1, 2]),
+                ("a join (every page of both, once)",
+                 "SELECT count(*) FROM p1000.issues a JOIN p1000.issues b ON a.name = b.name",
+                 list(range(1, 11)) * 2),
+                ("detail columns", "SELECT count(epic) FROM (SELECT epic FROM p1000.issues LIMIT 3) x", [1])):
+            res.check("no call nobody needed: %s asks for pages %s" % (what, want),
+                      no_wasted_call(sql, want))
 
         # ---- retries inside a scan --------------------------------------------
 
