@@ -28,6 +28,7 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -616,6 +617,30 @@ cjson_to_jsonb(cJSON *v)
 }
 
 /*
+ * empty_jsonb_array
+ *		'[]'::jsonb, built once per process: most issues have no labels or
+ *		custom fields, and building the same empty array for each was a
+ *		large part of converting them.  Datums are read-only to their
+ *		consumers, so every row may point at the same one.
+ */
+static Datum
+empty_jsonb_array(void)
+{
+	static Jsonb *empty = NULL;
+
+	if (empty == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		JsonbParseState *state = NULL;
+
+		pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+		empty = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_ARRAY, NULL));
+		MemoryContextSwitchTo(old);
+	}
+	return JsonbPGetDatum(empty);
+}
+
+/*
  * epoch_ms_to_timestamptz
  *		Coding's millisecond Unix epoch as a PostgreSQL timestamptz.
  */
@@ -686,6 +711,8 @@ convert_value(CodingColumn *col, cJSON *v, bool *isnull)
 	if (col->typid == JSONBOID && (cJSON_IsObject(v) || cJSON_IsArray(v)))
 	{
 		*isnull = false;
+		if (cJSON_IsArray(v) && v->child == NULL)
+			return empty_jsonb_array();
 		return cjson_to_jsonb(v);
 	}
 
