@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 DEBS="postgresql-15 postgresql-server-dev-15 postgresql-common libcurl4-openssl-dev
       libcjson-dev libmicrohttpd-dev libsimdjson-dev pkg-config make gcc g++ python3 curl
-      ca-certificates"
+      ca-certificates valgrind"
 missing=$(for p in $DEBS; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
 done)

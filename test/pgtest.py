@@ -16,10 +16,20 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIM = os.path.join(ROOT, "test", "coding_sim.py")
+# TEST_TIME_SCALE stretches every deadline: test/memcheck.sh runs the server
+# under valgrind, where CPU work is 20-50 times slower
+TIME_SCALE = float(os.environ.get("TEST_TIME_SCALE", "1"))
+
+
+def scaled(seconds):
+    """A deadline in seconds, stretched by TEST_TIME_SCALE."""
+    return seconds * TIME_SCALE
 
 
 def wait_until(condition, timeout, what, interval=0.02):
-    """Poll condition() until it returns a true value or timeout seconds pass."""
+    """Poll condition() until it returns a true value or timeout seconds
+    (stretched by TEST_TIME_SCALE) pass."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -80,7 +90,7 @@ def psql(sql, db=None, check=True, timeout=600):
     cmd = ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql]
     if db:
         cmd += ["-d", db]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=scaled(timeout))
     if check and r.returncode != 0:
         raise AssertionError("psql failed: %s\n%s" % (sql[:200], r.stderr))
     return r.stdout.strip() if check else r

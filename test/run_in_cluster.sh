@@ -6,6 +6,12 @@
 #                                the foreign tables must work without it)
 #   run_in_cluster.sh --preload  test/tp_*.py, in a cluster started with
 #                                shared_preload_libraries = coding_fdw
+#   run_in_cluster.sh [--preload] NAME...
+#                                only the parts named: test_sim, pg_regress
+#                                or a script's file name (test/memcheck.sh
+#                                runs pg_regress and tp_faults.py this way,
+#                                under valgrind); a name that matches
+#                                nothing is a failure, not a silent skip
 # Prints one "N passed, N failed" line at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -47,15 +53,34 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "${1:-}" = "--preload" ]; then
+PRELOAD=0
+ONLY=()
+for arg in "$@"; do
+    case "$arg" in
+        --preload) PRELOAD=1 ;;
+        *) ONLY+=("$arg") ;;
+    esac
+done
+declare -A KNOWN=()
+
+# wanted NAME: whether this part runs (every part when none is named);
+# remembers NAME as a part that exists here
+wanted() {
+    KNOWN[$1]=1
+    [ ${#ONLY[@]} -eq 0 ] && return 0
+    local n
+    for n in "${ONLY[@]}"; do [ "$n" = "$1" ] && return 0; done
+    return 1
+}
+
+if [ $PRELOAD -eq 1 ]; then
     SCRIPTS=("$ROOT"/test/tp_*.py)
 else
     SCRIPTS=("$ROOT"/test/t_*.sh "$ROOT"/test/t_*.py)
 fi
 
-if [ "${1:-}" != "--preload" ]; then
-
 # 1. the simulated server's own tests
+if [ $PRELOAD -eq 0 ] && wanted test_sim; then
 echo "== test/test_sim.py"
 out=$(python3 "$ROOT/test/test_sim.py" 2>&1); rc=$?
 echo "$out" | tail -5
@@ -67,8 +92,10 @@ if [ -n "$line" ]; then
 else
     record test_sim 0 1
 fi
+fi
 
 # 2. pg_regress suites against a small deterministic project
+if [ $PRELOAD -eq 0 ] && wanted pg_regress; then
 echo "== pg_regress"
 start_sim regress --team acme --project backend:60 --project mobile:5 \
     --token secret-token --oauth-token oauth-token \
@@ -96,6 +123,7 @@ fi
 for t in "${SCRIPTS[@]}"; do
     [ -e "$t" ] || continue
     name=$(basename "$t")
+    wanted "$name" || continue
     echo "== $name"
     case "$t" in
         *.py) out=$(python3 "$t" 2>&1); rc=$? ;;
@@ -114,6 +142,9 @@ for t in "${SCRIPTS[@]}"; do
     record "$name" "$p" "$f"
 done
 
+for n in "${ONLY[@]}"; do
+    if [ -z "${KNOWN[$n]:-}" ]; then echo "no part named $n here"; record "$n" 0 1; fi
+done
 if [ ${#FAILED_NAMES[@]} -gt 0 ]; then echo "failed suites: ${FAILED_NAMES[*]}"; fi
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -5,7 +5,9 @@
 # needs, builds and installs coding_fdw, then runs every suite inside a
 # throwaway cluster made by pg_virtualenv (PostgreSQL refuses to run as
 # root; pg_virtualenv runs the server as "postgres"; -t keeps its clusters
-# in a temporary directory, so an interrupted run leaves nothing behind).  Ends with one line
+# in a temporary directory, so an interrupted run leaves nothing behind),
+# then the memory check (test/memcheck.sh: pg_regress and the fault matrix
+# against servers under valgrind).  Ends with one line
 # "N passed, N failed" and exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,7 @@ if ! bash scripts/build_install.sh; then
 fi
 log1=$(mktemp)
 log2=$(mktemp)
+log3=$(mktemp)
 echo "== running suites in a throwaway cluster"
 pg_virtualenv -t -v 15 "$(pwd)/test/run_in_cluster.sh" 2>&1 | tee "$log1"
 rc1=${PIPESTATUS[0]}
@@ -24,11 +27,15 @@ hook_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1",
 pg_virtualenv -t -v 15 -o shared_preload_libraries=coding_fdw -o coding_fdw.webhook_port="$hook_port" \
     "$(pwd)/test/run_in_cluster.sh" --preload 2>&1 | tee "$log2"
 rc2=${PIPESTATUS[0]}
+echo "== memory check: pg_regress and the fault matrix under valgrind"
+# its own two servers under valgrind (pg_virtualenv cannot start one so)
+bash test/memcheck.sh 2>&1 | tee "$log3"
+rc3=${PIPESTATUS[0]}
 # each phase ends with its total; add them up and repeat the sum last,
 # after pg_virtualenv's own messages (a phase without a total failed)
-total=$(for log in "$log1" "$log2"; do
+total=$(for log in "$log1" "$log2" "$log3"; do
             grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1 | grep . || echo "0 passed, 1 failed"
         done | awk '{p += $1; f += $3} END {print p " passed, " f " failed"}')
-rm -f "$log1" "$log2"
+rm -f "$log1" "$log2" "$log3"
 echo "$total"
-[ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] && [ "${total#* passed, }" = "0 failed" ]
+[ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] && [ "$rc3" -eq 0 ] && [ "${total#* passed, }" = "0 failed" ]
