@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # scripts/build_install.sh: install the Debian packages coding_fdw needs
 # (only the missing ones), then build and install the extension.
-# Shared by the demo (demo.sh) and the test command (test/run_tests.sh).
+# Shared by the demo (demo.sh) and the test command (test/run_tests.sh);
+# extra Debian packages may be named as arguments (the tests add valgrind).
 # Run as root on Debian 12.  Fails if the build prints any warning.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS="postgresql-15 postgresql-server-dev-15 postgresql-common libcurl4-openssl-dev
       libcjson-dev libmicrohttpd-dev libsimdjson-dev pkg-config make gcc g++ python3 curl
-      ca-certificates valgrind"
+      ca-certificates $*"
 missing=$(for p in $DEBS; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
 done)

@@ -11,7 +11,7 @@
 # "N passed, N failed" and exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if ! bash scripts/build_install.sh; then
+if ! bash scripts/build_install.sh valgrind; then
     echo "0 passed, 1 failed"
     exit 1
 fi
