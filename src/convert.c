@@ -185,6 +185,7 @@ split_path(const char *field)
 }
 
 static void make_field_index(CodingColumn *cols, int ncols);
+static cJSON *json_path_from(cJSON *item, List *path, int first);
 
 /*
  * coding_make_columns
@@ -379,27 +380,33 @@ field_value(CodingColumn *col, cJSON *item)
 {
 	cJSON	   *v = NULL;
 
-	if (col->slot >= 0)
-	{
-		v = col->index->found[col->slot];
-		if (v != NULL && list_length(col->path) > 1)
-		{
-			ListCell   *lc;
-
-			/* the rest of a nested path ("Iteration" -> "Code") */
-			for_each_from(lc, col->path, 1)
-			{
-				if (!cJSON_IsObject(v))
-					return NULL;
-				v = cJSON_GetObjectItemCaseSensitive(v, (char *) lfirst(lc));
-				if (v == NULL)
-					break;
-			}
-		}
-	}
+	/* the first name comes from the index, the rest ("Code" of "Iteration.Code") by name */
+	if (col->slot >= 0 && col->index->found[col->slot] != NULL)
+		v = json_path_from(col->index->found[col->slot], col->path, 1);
 	if (v == NULL && col->fallback)
 		v = coding_json_path(item, col->fallback);
 	return v;
+}
+
+/*
+ * json_path_from
+ *		Follow a field path from its element "first" on through nested
+ *		objects; NULL where it ends.
+ */
+static cJSON *
+json_path_from(cJSON *item, List *path, int first)
+{
+	ListCell   *lc;
+
+	for_each_from(lc, path, first)
+	{
+		if (!cJSON_IsObject(item))
+			return NULL;
+		item = cJSON_GetObjectItemCaseSensitive(item, (char *) lfirst(lc));
+		if (item == NULL)
+			return NULL;
+	}
+	return item;
 }
 
 /*
@@ -409,17 +416,7 @@ field_value(CodingColumn *col, cJSON *item)
 cJSON *
 coding_json_path(cJSON *item, List *path)
 {
-	ListCell   *lc;
-
-	foreach(lc, path)
-	{
-		if (!cJSON_IsObject(item))
-			return NULL;
-		item = cJSON_GetObjectItemCaseSensitive(item, (char *) lfirst(lc));
-		if (item == NULL)
-			return NULL;
-	}
-	return item;
+	return json_path_from(item, path, 0);
 }
 
 /*
