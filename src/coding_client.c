@@ -86,17 +86,8 @@ static struct
 	char		errbuf[MAX_CONCURRENCY][CURL_ERROR_SIZE];
 } http;
 
-/*
- * A call made ahead of need (coding_call_prefetch): the next page of a scan
- * that reads every page, sent before the current page is converted so that
- * Coding answers while we work.  At most one per process.  It lives in the
- * caller's memory context; any other call abandons it (http_detach_all),
- * and so does the reset of that context (end of scan, ERROR, cancel).
- */
-typedef struct BatchEntry BatchEntry;
-
 /* One request of a batch, as the engine tracks it. */
-struct BatchEntry
+typedef struct BatchEntry
 {
 	CodingBatchItem *item;
 	char	   *body_text;
@@ -105,12 +96,19 @@ struct BatchEntry
 	bool		done;
 	int			slot;			/* easy handle while running, else -1 */
 	ResponseBuffer buf;
-};
+} BatchEntry;
 
+/*
+ * A call made ahead of need (coding_call_prefetch): the next page of a scan
+ * that reads every page, sent before the current page is converted so that
+ * Coding answers while we work.  At most one per process.  It lives in the
+ * caller's memory context; any other call abandons it (http_detach_all),
+ * and so does the reset of that context (end of scan, ERROR, cancel).
+ */
 static struct
 {
 	bool		active;
-	uint64		generation;		/* tells a stale reset callback apart */
+	MemoryContext cxt;			/* where it lives */
 	CodingConnInfo *conn;
 	const char *action;
 	char	   *url;
@@ -825,6 +823,29 @@ request_text(cJSON *body, const char *action)
 }
 
 /*
+ * drive_batch
+ *		Run the engine, then detach every transfer whatever happens (ERROR
+ *		or cancel included).
+ */
+static void
+drive_batch(CodingConnInfo *conn, const char *url, BatchEntry *entries, int n,
+			int concurrency, CodingCallStats *stats, MemoryContext cxt,
+			int64 reserved_us)
+{
+	PG_TRY();
+	{
+		batch_loop(conn, url, entries, n, concurrency, stats, cxt, reserved_us);
+	}
+	PG_CATCH();
+	{
+		http_detach_all();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	http_detach_all();
+}
+
+/*
  * run_batch
  *		Set up the headers, run the engine, and detach every transfer
  *		whatever happens (ERROR or cancel included).
@@ -842,19 +863,7 @@ run_batch(CodingConnInfo *conn, const char *action, BatchEntry *entries, int n,
 	http_ensure_handles();
 	http_detach_all();			/* after an earlier ERROR, if any */
 	set_headers(conn);
-
-	PG_TRY();
-	{
-		batch_loop(conn, url, entries, n, concurrency, stats, cxt, -1);
-	}
-	PG_CATCH();
-	{
-		http_detach_all();
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-
-	http_detach_all();
+	drive_batch(conn, url, entries, n, concurrency, stats, cxt, -1);
 	pfree(url);
 }
 
@@ -893,7 +902,8 @@ coding_call_batch(CodingConnInfo *conn, const char *action,
 static void
 ahead_reset_cb(void *arg)
 {
-	if (ahead.active && ahead.generation == *(uint64 *) arg)
+	/* a later call made ahead in another context is not this one's */
+	if (ahead.active && ahead.cxt == (MemoryContext) arg)
 		http_detach_all();
 }
 
@@ -912,7 +922,6 @@ coding_call_prefetch(CodingConnInfo *conn, const char *action, cJSON *body,
 {
 	MemoryContext old;
 	MemoryContextCallback *cb;
-	uint64	   *generation;
 
 	http_ensure_handles();
 	http_detach_all();
@@ -925,11 +934,10 @@ coding_call_prefetch(CodingConnInfo *conn, const char *action, cJSON *body,
 	ahead.conn = conn;
 	ahead.action = pstrdup(action);
 	ahead.url = action_url(conn, action);
-	generation = palloc(sizeof(uint64));
-	*generation = ++ahead.generation;
+	ahead.cxt = cxt;
 	cb = palloc(sizeof(MemoryContextCallback));
 	cb->func = ahead_reset_cb;
-	cb->arg = generation;
+	cb->arg = cxt;
 	MemoryContextRegisterResetCallback(cxt, cb);
 	set_headers(conn);
 	ahead.active = true;
@@ -991,18 +999,8 @@ coding_call_poll(void)
 static void
 collect_ahead(CodingConnInfo *conn, CodingCallStats *stats, CodingResult *result)
 {
-	PG_TRY();
-	{
-		batch_loop(conn, ahead.url, &ahead.entry, 1, 1, stats, CurrentMemoryContext,
-				   ahead.reserved_us);
-	}
-	PG_CATCH();
-	{
-		http_detach_all();
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	http_detach_all();
+	drive_batch(conn, ahead.url, &ahead.entry, 1, 1, stats, CurrentMemoryContext,
+				ahead.reserved_us);
 	*result = ahead.item.result;
 }
 
