@@ -178,6 +178,7 @@ typedef enum CodingColumnSource
 } CodingColumnSource;
 
 struct CodingFieldIndex;			/* convert.c: finds a row's fields in one pass */
+struct CodingJsonbCache;			/* convert.c: a jsonb column's recent values */
 
 typedef struct CodingColumn
 {
@@ -196,6 +197,9 @@ typedef struct CodingColumn
 	Oid			typioparam;
 	int			slot;			/* index of path's first name in "index" */
 	struct CodingFieldIndex *index; /* shared by the columns of one scan */
+	struct CodingJsonbCache *jsonb_cache;	/* jsonb columns: recent values */
+	bool		constant_ready; /* team/project: "constant" is made */
+	Datum		constant;
 } CodingColumn;
 
 /* One known column of a resource, as IMPORT FOREIGN SCHEMA creates it. */

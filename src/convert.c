@@ -24,6 +24,7 @@
 #include "nodes/bitmapset.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/date.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -31,6 +32,20 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
+
+#include "json_fast.h"
+
+/*
+ * JSON type tests for the per-value paths: cJSON's own are calls into the
+ * shared library (several per value, a few percent of a scan).  cJSON reads
+ * a node's type as "type & 0xFF" too (the rest are flags).
+ */
+#define JTYPE(v)		((v)->type & 0xFF)
+#define J_IS(v, t)		((v) != NULL && JTYPE(v) == (t))
+
+/* jsonb's container limits (jsonb_util.c keeps them to itself). */
+#define JSONB_MAX_ELEMS (Min(MaxAllocSize / sizeof(JsonbValue), JB_CMASK))
+#define JSONB_MAX_PAIRS (Min(MaxAllocSize / sizeof(JsonbPair), JB_CMASK))
 
 /* Coding's "unset" iteration date: 1970-01-01 00:00 in UTC+8. */
 #define CODING_UNSET_EPOCH_MS	(-28800000.0)
@@ -184,6 +199,33 @@ split_path(const char *field)
 	return path;
 }
 
+/*
+ * JsonbCache
+ *		The last distinct values of one jsonb column with their jsonb.  Coding
+ *		repeats small values row after row (the IssueTypeDetail of an issue
+ *		type, an assignee list, a label set): comparing a value with a few
+ *		remembered ones costs a fraction of building its jsonb again.  A
+ *		column whose values rarely repeat (raw, descriptions) stops looking
+ *		after a trial, and the remembered copies are recycled now and then,
+ *		so the memory stays a few kilobytes.
+ */
+#define JCACHE_ENTRIES		16		/* values remembered per column */
+#define JCACHE_MAX_NODES	64		/* larger values are not remembered */
+#define JCACHE_TRIAL		256		/* lookups before the hit rate is judged */
+#define JCACHE_RECYCLE		1024	/* copies made before their memory is reset */
+
+struct CodingJsonbCache
+{
+	MemoryContext cxt;			/* the copies; NULL until the first */
+	int			nentries;		/* most recently used first */
+	int			copies;			/* made since cxt was last reset */
+	uint32		lookups;
+	uint32		hits;
+	bool		off;			/* values did not repeat enough */
+	cJSON	   *source[JCACHE_ENTRIES];
+	Datum		value[JCACHE_ENTRIES];
+};
+
 static void make_field_index(CodingColumn *cols, int ncols);
 static cJSON *json_path_from(cJSON *item, List *path, int first);
 
@@ -273,6 +315,8 @@ coding_make_columns(Relation rel, CodingResource res, Bitmapset *wanted,
 		}
 		if (col->source == COLSRC_FIELD)
 			col->path = split_path(col->field);
+		if (col->typid == JSONBOID)
+			col->jsonb_cache = palloc0(sizeof(struct CodingJsonbCache));
 		n++;
 	}
 	make_field_index(cols, n);
@@ -300,6 +344,7 @@ typedef struct CodingFieldIndex
 	char	  **names;			/* distinct first names of the columns' paths */
 	cJSON	  **found;			/* this row: first value named names[i], or NULL */
 	int			hint_slot[FIELD_HINTS]; /* slot of the key last seen there, -1 none */
+	const char *hint_key[FIELD_HINTS];	/* that key if interned, else NULL */
 	char		hint_name[FIELD_HINTS][FIELD_HINT_LEN];
 } CodingFieldIndex;
 
@@ -347,9 +392,15 @@ index_row(CodingFieldIndex *index, cJSON *item)
 		const char *key = child->string ? child->string : "";
 		int			slot = -2;	/* not known yet */
 
-		if (pos < FIELD_HINTS && index->hint_name[pos][0] != '\0' &&
-			strcmp(key, index->hint_name[pos]) == 0)
+		/* interned keys (json_fast.h) are the same pointer in every row */
+		if (pos < FIELD_HINTS && key == index->hint_key[pos])
 			slot = index->hint_slot[pos];
+		else if (pos < FIELD_HINTS && index->hint_name[pos][0] != '\0' &&
+				 strcmp(key, index->hint_name[pos]) == 0)
+		{
+			slot = index->hint_slot[pos];
+			index->hint_key[pos] = CODING_JSON_KEY_IS_INTERNED(key) ? key : NULL;
+		}
 		if (slot == -2)
 		{
 			int			k;
@@ -365,6 +416,7 @@ index_row(CodingFieldIndex *index, cJSON *item)
 			{
 				strcpy(index->hint_name[pos], key);
 				index->hint_slot[pos] = slot;
+				index->hint_key[pos] = CODING_JSON_KEY_IS_INTERNED(key) ? key : NULL;
 			}
 		}
 		/* the first of duplicate keys wins, as in a lookup by name */
@@ -490,6 +542,32 @@ remote_text(const char *s)
 }
 
 /*
+ * node_text
+ *		The text of a string node (its key when "key"), in the database
+ *		encoding, and its length.  simdjson's trees are already valid UTF-8
+ *		and carry their string lengths (CODING_JSON_UTF8): in a UTF-8
+ *		database they are used as they are, where verifying and measuring
+ *		each string again was a tenth of a scan.
+ */
+static const char *
+node_text(cJSON *node, bool key, int *len)
+{
+	const char *s = key ? (node->string ? node->string : "") : node->valuestring;
+	char	   *conv;
+	int			n;
+
+	if ((node->type & CODING_JSON_UTF8) && GetDatabaseEncoding() == PG_UTF8)
+	{
+		*len = key ? (int) strlen(s) : node->valueint;
+		return s;
+	}
+	n = strlen(s);
+	conv = pg_any_to_server(s, n, PG_UTF8);
+	*len = conv == s ? n : (int) strlen(conv);
+	return conv;
+}
+
+/*
  * coding_json_scalar_text
  *		A JSON value as text: strings as is, numbers and booleans in their
  *		JSON spelling, objects and arrays as compact JSON.  Used for pushed
@@ -499,7 +577,11 @@ char *
 coding_json_scalar_text(cJSON *value)
 {
 	if (cJSON_IsString(value))
-		return remote_text(value->valuestring);
+	{
+		int			len;
+
+		return (char *) node_text(value, false, &len);
+	}
 	if (cJSON_IsNumber(value))
 		return number_text(value->valuedouble);
 	if (cJSON_IsTrue(value))
@@ -524,71 +606,152 @@ coding_json_scalar_text(cJSON *value)
 static void
 jsonb_scalar(cJSON *v, JsonbValue *jv)
 {
-	if (cJSON_IsString(v))
+	switch (JTYPE(v))
 	{
-		jv->type = jbvString;
-		jv->val.string.val = remote_text(v->valuestring);
-		jv->val.string.len = strlen(jv->val.string.val);
-	}
-	else if (cJSON_IsNumber(v))
-	{
-		double		d = v->valuedouble;
+		case cJSON_String:
+			jv->type = jbvString;
+			jv->val.string.val = (char *) node_text(v, false, &jv->val.string.len);
+			break;
+		case cJSON_Number:
+			{
+				double		d = v->valuedouble;
 
-		jv->type = jbvNumeric;
-		if (d == floor(d) && fabs(d) < 9007199254740992.0)
-			jv->val.numeric = int64_to_numeric((int64) d);
-		else
-			jv->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-																  CStringGetDatum(number_text(d)),
-																  ObjectIdGetDatum(InvalidOid),
-																  Int32GetDatum(-1)));
+				jv->type = jbvNumeric;
+				if (d == floor(d) && fabs(d) < 9007199254740992.0)
+					jv->val.numeric = int64_to_numeric((int64) d);
+				else
+					jv->val.numeric =
+						DatumGetNumeric(DirectFunctionCall3(numeric_in,
+															CStringGetDatum(number_text(d)),
+															ObjectIdGetDatum(InvalidOid),
+															Int32GetDatum(-1)));
+			}
+			break;
+		case cJSON_True:
+		case cJSON_False:
+			jv->type = jbvBool;
+			jv->val.boolean = JTYPE(v) == cJSON_True;
+			break;
+		default:
+			jv->type = jbvNull;
+			break;
 	}
-	else if (cJSON_IsBool(v))
-	{
-		jv->type = jbvBool;
-		jv->val.boolean = cJSON_IsTrue(v);
-	}
-	else
-		jv->type = jbvNull;
 }
 
 /*
- * push_cjson
- *		Append a cJSON value to a jsonb being built ("token" is WJB_VALUE
- *		inside an object, WJB_ELEM inside an array); returns the finished
- *		value when this closes the outermost container.
+ * pair_cmp
+ *		jsonb's order of object keys (shorter first, then bytewise), and for
+ *		equal keys the later one first: the order pushJsonbValue's
+ *		uniqueifyJsonbObject sorts in, whose first of equal keys survives,
+ *		so the last duplicate wins as in jsonb_in.
  */
-static JsonbValue *
-push_cjson(JsonbParseState **state, cJSON *v, JsonbIteratorToken token)
+static inline int
+pair_cmp(const JsonbPair *a, const JsonbPair *b)
+{
+	int			res;
+
+	if (a->key.val.string.len != b->key.val.string.len)
+		return a->key.val.string.len > b->key.val.string.len ? 1 : -1;
+	res = memcmp(a->key.val.string.val, b->key.val.string.val, a->key.val.string.len);
+	if (res == 0)
+		res = a->order > b->order ? -1 : 1;
+	return res;
+}
+
+/*
+ * sort_pairs
+ *		Sort an object's pairs into jsonb's key order and drop all but the
+ *		last of duplicate keys; returns the number left.  Coding's objects
+ *		have a handful of keys, where an insertion sort beats qsort.
+ */
+static int
+sort_pairs(JsonbPair *pairs, int n)
+{
+	int			i;
+	int			out;
+	bool		dups = false;
+
+	for (i = 1; i < n; i++)
+	{
+		JsonbPair	p = pairs[i];
+		int			j = i - 1;
+
+		while (j >= 0 && pair_cmp(&pairs[j], &p) > 0)
+		{
+			pairs[j + 1] = pairs[j];
+			j--;
+		}
+		pairs[j + 1] = p;
+	}
+	for (i = 1; i < n && !dups; i++)
+		dups = pairs[i].key.val.string.len == pairs[i - 1].key.val.string.len &&
+			memcmp(pairs[i].key.val.string.val, pairs[i - 1].key.val.string.val,
+				   pairs[i].key.val.string.len) == 0;
+	if (!dups)
+		return n;
+	out = 0;
+	for (i = 1; i < n; i++)
+		if (pairs[i].key.val.string.len != pairs[out].key.val.string.len ||
+			memcmp(pairs[i].key.val.string.val, pairs[out].key.val.string.val,
+				   pairs[i].key.val.string.len) != 0)
+			pairs[++out] = pairs[i];
+	return out + 1;
+}
+
+/*
+ * cjson_to_jsonb_value
+ *		The JsonbValue tree of a cJSON value, built in one pass: containers
+ *		get their final arrays at once and objects are sorted here, the tree
+ *		pushJsonbValue would have built token by token (which copied every
+ *		value and grew every array, about half the cost of a jsonb column).
+ */
+static void
+cjson_to_jsonb_value(cJSON *v, JsonbValue *out)
 {
 	cJSON	   *child;
-	JsonbValue	jv;
+	int			n = 0;
+	int			i = 0;
 
 	check_stack_depth();
-	if (cJSON_IsObject(v))
+	if (JTYPE(v) != cJSON_Object && JTYPE(v) != cJSON_Array)
 	{
-		pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
-		cJSON_ArrayForEach(child, v)
-		{
-			JsonbValue	key;
+		jsonb_scalar(v, out);
+		return;
+	}
+	for (child = v->child; child != NULL; child = child->next)
+		n++;
+	if (JTYPE(v) == cJSON_Array)
+	{
+		if ((size_t) n > JSONB_MAX_ELEMS)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("number of jsonb array elements exceeds the maximum allowed (%zu)",
+							JSONB_MAX_ELEMS)));
+		out->type = jbvArray;
+		out->val.array.rawScalar = false;
+		out->val.array.nElems = n;
+		out->val.array.elems = palloc(sizeof(JsonbValue) * Max(n, 1));
+		for (child = v->child; child != NULL; child = child->next)
+			cjson_to_jsonb_value(child, &out->val.array.elems[i++]);
+		return;
+	}
+	if ((size_t) n > JSONB_MAX_PAIRS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("number of jsonb object pairs exceeds the maximum allowed (%zu)",
+						JSONB_MAX_PAIRS)));
+	out->type = jbvObject;
+	out->val.object.pairs = palloc(sizeof(JsonbPair) * Max(n, 1));
+	for (child = v->child; child != NULL; child = child->next)
+	{
+		JsonbPair  *pair = &out->val.object.pairs[i];
 
-			key.type = jbvString;
-			key.val.string.val = remote_text(child->string ? child->string : "");
-			key.val.string.len = strlen(key.val.string.val);
-			pushJsonbValue(state, WJB_KEY, &key);
-			push_cjson(state, child, WJB_VALUE);
-		}
-		return pushJsonbValue(state, WJB_END_OBJECT, NULL);
+		pair->key.type = jbvString;
+		pair->key.val.string.val = (char *) node_text(child, true, &pair->key.val.string.len);
+		pair->order = i++;
+		cjson_to_jsonb_value(child, &pair->value);
 	}
-	else if (cJSON_IsArray(v))
-	{
-		pushJsonbValue(state, WJB_BEGIN_ARRAY, NULL);
-		cJSON_ArrayForEach(child, v)
-			push_cjson(state, child, WJB_ELEM);
-		return pushJsonbValue(state, WJB_END_ARRAY, NULL);
-	}
-	jsonb_scalar(v, &jv);
-	return pushJsonbValue(state, token, &jv);
+	out->val.object.nPairs = sort_pairs(out->val.object.pairs, n);
 }
 
 /*
@@ -600,17 +763,152 @@ push_cjson(JsonbParseState **state, cJSON *v, JsonbIteratorToken token)
 static Datum
 cjson_to_jsonb(cJSON *v)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue *result;
+	JsonbValue	result;
 
-	if (cJSON_IsObject(v) || cJSON_IsArray(v))
-		result = push_cjson(&state, v, WJB_ELEM);
-	else
+	cjson_to_jsonb_value(v, &result);
+	return JsonbPGetDatum(JsonbValueToJsonb(&result));
+}
+
+/* same_json: whether two values would give the same jsonb (same spelling) */
+static bool
+same_json(cJSON *a, cJSON *b)
+{
+	cJSON	   *ca;
+	cJSON	   *cb;
+
+	if (JTYPE(a) != JTYPE(b))
+		return false;
+	switch (JTYPE(a))
 	{
-		result = palloc(sizeof(JsonbValue));
-		jsonb_scalar(v, result);
+		case cJSON_String:
+			return strcmp(a->valuestring, b->valuestring) == 0;
+		case cJSON_Number:
+			return a->valuedouble == b->valuedouble;
+		case cJSON_Array:
+		case cJSON_Object:
+			for (ca = a->child, cb = b->child; ca && cb; ca = ca->next, cb = cb->next)
+			{
+				if (JTYPE(a) == cJSON_Object && ca->string != cb->string &&
+					strcmp(ca->string ? ca->string : "", cb->string ? cb->string : "") != 0)
+					return false;
+				if (!same_json(ca, cb))
+					return false;
+			}
+			return ca == NULL && cb == NULL;
+		default:
+			return true;		/* true, false, null */
 	}
-	return JsonbPGetDatum(JsonbValueToJsonb(result));
+}
+
+/* count_nodes: the nodes of a value, counting stops past "limit" */
+static int
+count_nodes(cJSON *v, int limit)
+{
+	int			n = 1;
+	cJSON	   *child;
+
+	for (child = v->child; child != NULL && n <= limit; child = child->next)
+		n += count_nodes(child, limit - n);
+	return n;
+}
+
+/* copy_json: a copy of a value in the current memory context */
+static cJSON *
+copy_json(cJSON *v)
+{
+	cJSON	   *copy = palloc0(sizeof(cJSON));
+	cJSON	   *child;
+
+	copy->type = v->type;
+	copy->valueint = v->valueint;
+	copy->valuedouble = v->valuedouble;
+	if (v->valuestring)
+		copy->valuestring = pstrdup(v->valuestring);
+	if (v->string && CODING_JSON_KEY_IS_INTERNED(v->string))
+		copy->string = v->string;	/* lives as long as the process */
+	else if (v->string)
+		copy->string = pstrdup(v->string);
+	for (child = v->child; child != NULL; child = child->next)
+	{
+		cJSON	   *c = copy_json(child);
+
+		if (copy->child == NULL)
+		{
+			copy->child = c;
+			c->prev = c;
+		}
+		else
+		{
+			c->prev = copy->child->prev;
+			copy->child->prev->next = c;
+			copy->child->prev = c;
+		}
+	}
+	return copy;
+}
+
+/*
+ * cached_jsonb
+ *		The jsonb of an object or array of a jsonb column, from the column's
+ *		cache when the value was seen lately.  A cached Datum is shared by
+ *		the rows it repeats in and lives until the cache recycles its memory,
+ *		which only happens while a later row is converted, so it outlives
+ *		every row it was returned for (a scan's row lives until the next).
+ */
+static Datum
+cached_jsonb(CodingColumn *col, cJSON *v)
+{
+	struct CodingJsonbCache *c = col->jsonb_cache;
+	MemoryContext old;
+	Datum		result;
+	int			i;
+
+	if (c == NULL || c->off)
+		return cjson_to_jsonb(v);
+	c->lookups++;
+	for (i = 0; i < c->nentries; i++)
+		if (same_json(c->source[i], v))
+		{
+			cJSON	   *source = c->source[i];
+
+			result = c->value[i];
+			/* most recently used first: the frequent values are met early */
+			memmove(&c->source[1], &c->source[0], sizeof(cJSON *) * i);
+			memmove(&c->value[1], &c->value[0], sizeof(Datum) * i);
+			c->source[0] = source;
+			c->value[0] = result;
+			c->hits++;
+			return result;
+		}
+	result = cjson_to_jsonb(v);
+	if (c->lookups >= JCACHE_TRIAL && c->hits < c->lookups / 4)
+	{
+		c->off = true;
+		if (c->cxt)
+			MemoryContextDelete(c->cxt);
+		c->cxt = NULL;
+		return result;
+	}
+	if (count_nodes(v, JCACHE_MAX_NODES) > JCACHE_MAX_NODES)
+		return result;
+	if (c->cxt == NULL)
+		c->cxt = AllocSetContextCreate(GetMemoryChunkContext(c), "coding_fdw jsonb values",
+									   ALLOCSET_SMALL_SIZES);
+	if (c->copies >= JCACHE_RECYCLE)
+	{
+		MemoryContextReset(c->cxt);
+		c->nentries = c->copies = 0;
+	}
+	/* the least recently used value makes room */
+	c->nentries = Min(c->nentries + 1, JCACHE_ENTRIES);
+	memmove(&c->source[1], &c->source[0], sizeof(cJSON *) * (c->nentries - 1));
+	memmove(&c->value[1], &c->value[0], sizeof(Datum) * (c->nentries - 1));
+	old = MemoryContextSwitchTo(c->cxt);
+	c->source[0] = copy_json(v);
+	c->value[0] = datumCopy(result, false, -1);
+	MemoryContextSwitchTo(old);
+	c->copies++;
+	return result;
 }
 
 /*
@@ -701,19 +999,19 @@ convert_value(CodingColumn *col, cJSON *v, bool *isnull)
 	char	   *text;
 
 	*isnull = true;
-	if (v == NULL || cJSON_IsNull(v))
+	if (v == NULL || JTYPE(v) == cJSON_NULL)
 		return (Datum) 0;
-	if ((cJSON_IsObject(v) && coding_json_is_unset_object(v)))
+	if (JTYPE(v) == cJSON_Object && coding_json_is_unset_object(v))
 		return (Datum) 0;
-	if (col->typid == JSONBOID && (cJSON_IsObject(v) || cJSON_IsArray(v)))
+	if (col->typid == JSONBOID && (JTYPE(v) == cJSON_Object || JTYPE(v) == cJSON_Array))
 	{
 		*isnull = false;
-		if (cJSON_IsArray(v) && v->child == NULL)
+		if (JTYPE(v) == cJSON_Array && v->child == NULL)
 			return empty_jsonb_array();
-		return cjson_to_jsonb(v);
+		return cached_jsonb(col, v);
 	}
 
-	if (cJSON_IsNumber(v))
+	if (JTYPE(v) == cJSON_Number)
 	{
 		double		d = v->valuedouble;
 
@@ -744,16 +1042,22 @@ convert_value(CodingColumn *col, cJSON *v, bool *isnull)
 			return Int32GetDatum((int32) d);
 		if (col->typid == INT8OID && d == floor(d) && fabs(d) < 9007199254740992.0)
 			return Int64GetDatum((int64) d);
+		/* what numeric_in makes of the integer's spelling */
+		if (col->typid == NUMERICOID && col->typmod < 0 && d == floor(d) &&
+			fabs(d) < 9007199254740992.0)
+			return NumericGetDatum(int64_to_numeric((int64) d));
 		text = number_text(d);
 	}
-	else if (cJSON_IsString(v))
+	else if (JTYPE(v) == cJSON_String)
 	{
+		int			len;
+
 		if (col->empty_is_null && v->valuestring[0] == '\0')
 			return (Datum) 0;
-		text = remote_text(v->valuestring);
+		text = (char *) node_text(v, false, &len);
 		*isnull = false;
 		if (col->typid == TEXTOID)
-			return PointerGetDatum(cstring_to_text(text));
+			return PointerGetDatum(cstring_to_text_with_len(text, len));
 	}
 	else
 		text = coding_json_scalar_text(v);
@@ -762,14 +1066,27 @@ convert_value(CodingColumn *col, cJSON *v, bool *isnull)
 	return InputFunctionCall(&col->infunc, text, col->typioparam, col->typmod);
 }
 
-/* constant_value: the team or project name as a Datum of the column's type. */
+/*
+ * constant_value
+ *		The team or project name as a Datum of the column's type, made once
+ *		per scan (in the columns' memory) and shared by its rows.
+ */
 static Datum
 constant_value(CodingColumn *col, const char *value)
 {
+	MemoryContext old;
+
+	if (col->constant_ready)
+		return col->constant;
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(col->index));
 	if (col->typid == TEXTOID || col->typid == VARCHAROID)
-		return CStringGetTextDatum(value);
-	return InputFunctionCall(&col->infunc, (char *) value, col->typioparam,
-							 col->typmod);
+		col->constant = CStringGetTextDatum(value);
+	else
+		col->constant = InputFunctionCall(&col->infunc, (char *) value, col->typioparam,
+										  col->typmod);
+	MemoryContextSwitchTo(old);
+	col->constant_ready = true;
+	return col->constant;
 }
 
 /*

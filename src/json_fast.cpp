@@ -68,6 +68,68 @@ static const size_t MIN_CAPACITY = 512 * 1024;
 static dom::parser *fast_parser = nullptr;
 
 /*
+ * KeyTable
+ *		Interned object keys.  Coding's rows repeat the same few dozen keys:
+ *		one process-lifetime copy of each saves copying them per row, and
+ *		lets readers (the row field index, the jsonb value cache) compare
+ *		keys by pointer.  The copies live in one static block (json_fast.h:
+ *		a key is interned when its address is in it); past the block's
+ *		size, or for keys longer than MAX_KEY_LEN, keys are copied into the
+ *		tree as before.
+ */
+static char key_block[CODING_JSON_KEY_STORE_BYTES];
+extern "C" const char *const coding_json_key_store = key_block;
+
+struct KeyTable
+{
+	static const size_t SLOTS = 4096;	/* power of two */
+	static const size_t MAX_KEYS = SLOTS / 2;
+	static const size_t MAX_KEY_LEN = 64;
+
+	const char *slot[SLOTS] = {};
+	unsigned char slot_len[SLOTS] = {};
+	size_t		nkeys = 0;
+	size_t		used = 0;		/* bytes of key_block taken */
+
+	/* intern: the interned copy of key, nullptr when not interned */
+	const char *intern(const char *key, size_t len)
+	{
+		uint32_t	h;
+
+		if (len > MAX_KEY_LEN)
+			return nullptr;
+		/* a cheap hash (equal keys are compared in full anyway) */
+		h = static_cast<uint32_t>(len) * 2654435761u;
+		if (len > 0)
+			h ^= (static_cast<unsigned char>(key[0]) * 31u +
+				  static_cast<unsigned char>(key[len / 2]) * 131u +
+				  static_cast<unsigned char>(key[len - 1])) * 40503u;
+		h ^= h >> 13;
+		for (size_t i = h & (SLOTS - 1);; i = (i + 1) & (SLOTS - 1))
+		{
+			if (slot[i] == nullptr)
+			{
+				char	   *copy = key_block + used;
+
+				if (nkeys >= MAX_KEYS || used + len + 1 > sizeof(key_block))
+					return nullptr;
+				memcpy(copy, key, len);
+				copy[len] = '\0';
+				used += len + 1;
+				slot[i] = copy;
+				slot_len[i] = static_cast<unsigned char>(len);
+				nkeys++;
+				return copy;
+			}
+			if (slot_len[i] == len && memcmp(slot[i], key, len) == 0)
+				return slot[i];
+		}
+	}
+};
+
+static KeyTable *key_table = nullptr;
+
+/*
  * Arena
  *		Bump allocation out of chunks from the caller's allocator: one call
  *		per 256 kB instead of one per node and string.
@@ -113,16 +175,25 @@ struct Arena
 		return n;
 	}
 
-	/* string: a NUL-terminated copy (an embedded \u0000 ends it, as in cJSON) */
-	char	   *string(std::string_view s)
+	/*
+	 * string: a NUL-terminated copy; an embedded \u0000 ends it, as in
+	 * cJSON, and *len is the length up to there
+	 */
+	bool		may_have_nul = true;	/* the document holds a NUL or a \u0000 */
+
+	char	   *string(std::string_view s, size_t *len)
 	{
-		char	   *p = static_cast<char *>(take(s.size() + 1));
+		const char *nul = may_have_nul ?
+			static_cast<const char *>(memchr(s.data(), '\0', s.size())) : nullptr;
+		size_t		n = nul ? static_cast<size_t>(nul - s.data()) : s.size();
+		char	   *p = static_cast<char *>(take(n + 1));
 
 		if (p != nullptr)
 		{
-			memcpy(p, s.data(), s.size());
-			p[s.size()] = '\0';
+			memcpy(p, s.data(), n);
+			p[n] = '\0';
 		}
+		*len = n;
 		return p;
 	}
 };
@@ -172,6 +243,8 @@ build(dom::element e, Arena &arena)
 	dom::array	array;
 	dom::object object;
 
+	size_t		len;
+
 	if (node == nullptr)
 		return nullptr;
 	switch (e.type())
@@ -199,7 +272,20 @@ build(dom::element e, Arena &arena)
 
 				if (child == nullptr)
 					return nullptr;
-				child->string = arena.string(field.key);
+				{
+					const char *nul = arena.may_have_nul ?
+						static_cast<const char *>(memchr(field.key.data(), '\0',
+														 field.key.size())) : nullptr;
+					size_t		klen = nul ? static_cast<size_t>(nul - field.key.data()) :
+						field.key.size();
+					const char *interned = key_table ? key_table->intern(field.key.data(), klen) :
+						nullptr;
+
+					if (interned)
+						child->string = const_cast<char *>(interned);
+					else
+						child->string = arena.string(field.key, &len);
+				}
 				if (child->string == nullptr)
 					return nullptr;
 				append(node, child);
@@ -216,9 +302,10 @@ build(dom::element e, Arena &arena)
 			break;
 		case dom::element_type::STRING:
 			node->type = cJSON_String;
-			node->valuestring = arena.string(e.get_string().value_unsafe());
+			node->valuestring = arena.string(e.get_string().value_unsafe(), &len);
 			if (node->valuestring == nullptr)
 				return nullptr;
+			node->valueint = static_cast<int>(len);	/* below FAST_MAX_BYTES */
 			break;
 		case dom::element_type::BOOL:
 			node->type = e.get_bool().value_unsafe() ? cJSON_True : cJSON_False;
@@ -227,7 +314,33 @@ build(dom::element e, Arena &arena)
 			node->type = cJSON_NULL;
 			break;
 	}
+	node->type |= CODING_JSON_UTF8;
 	return node;
+}
+
+/*
+ * may_hold_nul
+ *		Whether a string of the document can hold a NUL: only a raw NUL byte
+ *		or a \u0000 escape makes one.  (glibc's memmem was slower than this
+ *		for a two-byte-rare needle.)
+ */
+static bool
+may_hold_nul(const char *data, size_t len)
+{
+	const char *p = data;
+	const char *end = data + len;
+
+	if (memchr(data, '\0', len) != nullptr)
+		return true;
+	while ((p = static_cast<const char *>(memchr(p, '\\', end - p))) != nullptr)
+	{
+		if (end - p >= 6 && memcmp(p + 1, "u0000", 5) == 0)
+			return true;
+		p += 2;					/* an escape is two bytes at least */
+		if (p >= end)
+			break;
+	}
+	return false;
 }
 
 /*
@@ -256,9 +369,14 @@ coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc)
 		if (fast_parser->capacity() < len &&
 			fast_parser->allocate(std::max(len, MIN_CAPACITY), NESTING_LIMIT) != SUCCESS)
 			return nullptr;
+		if (key_table == nullptr)
+			key_table = new (std::nothrow) KeyTable();	/* nullptr: keys are copied */
 		if (fast_parser->parse(data, len, false).get(doc) == SUCCESS)
 		{
 			Arena		arena(alloc);
+
+			/* strings hold a NUL only from a raw NUL byte or a \u0000 escape */
+			arena.may_have_nul = may_hold_nul(data, len);
 
 			root = build(doc, arena);
 		}

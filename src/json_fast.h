@@ -11,6 +11,27 @@
 /* Bytes the receive buffer keeps readable after a body (simdjson's padding). */
 #define CODING_JSON_PADDING 64
 
+/*
+ * Type flag on every node built by coding_json_parse_fast (cJSON keeps its
+ * own flags at 256 and 512 and reads types through "type & 0xFF"): the
+ * node's key and string are valid UTF-8, and a string node's valueint is
+ * the length of its valuestring, so conversion neither verifies nor
+ * measures them again.
+ */
+#define CODING_JSON_UTF8 (1 << 12)
+
+/*
+ * Interned object keys: one copy of each distinct key for the life of the
+ * process, in one static block, so equal interned keys are equal pointers.
+ * Whether a key is interned is told by its address, not by a flag: cJSON's
+ * duplicates and references copy a node's flags but not its key.
+ */
+#define CODING_JSON_KEY_STORE_BYTES (64 * 1024)
+extern const char *const coding_json_key_store;
+
+#define CODING_JSON_KEY_IS_INTERNED(p) \
+	((size_t) ((const char *) (p) - coding_json_key_store) < CODING_JSON_KEY_STORE_BYTES)
+
 /* Allocator for the tree: returns NULL when out of memory, never raises. */
 typedef void *(*coding_json_alloc_fn) (size_t size);
 
