@@ -548,16 +548,18 @@ is_retryable(CodingResult *r, CURLcode cc)
  *		The body as a cJSON tree in the current memory context, NULL if it is
  *		not JSON.  simdjson first (several times faster on Coding's pages);
  *		whatever it does not accept goes to cJSON, so odd input is judged as
- *		it always was.
+ *		it always was.  row_filter: the list rows' keys a scan reads (only
+ *		simdjson skips the others).
  */
 static cJSON *
-parse_body(ResponseBuffer *buf)
+parse_body(ResponseBuffer *buf, const CodingJsonRowFilter *row_filter)
 {
 	cJSON	   *doc;
 
 	/* simdjson reads whole blocks: the padding must hold defined bytes */
 	memset(buf->data + buf->len, 0, CODING_JSON_PADDING);
-	doc = coding_fast_json ? coding_json_parse_fast(buf->data, buf->len, cjson_palloc) : NULL;
+	doc = coding_fast_json ?
+		coding_json_parse_fast(buf->data, buf->len, cjson_palloc, row_filter) : NULL;
 	if (doc == NULL)
 		doc = cJSON_ParseWithLength(buf->data, buf->len);
 	return doc;
@@ -570,7 +572,7 @@ parse_body(ResponseBuffer *buf)
  *		failure or a malformed body.  Returns the retry-after hint (ms, -1).
  */
 static long
-finish_transfer(BatchEntry *e, CURLcode cc)
+finish_transfer(CodingConnInfo *conn, BatchEntry *e, CURLcode cc)
 {
 	CodingResult *result = &e->item->result;
 	CURL	   *easy = http.easy[e->slot];
@@ -618,7 +620,7 @@ finish_transfer(BatchEntry *e, CURLcode cc)
 		return retry_after_ms;
 	}
 
-	doc = buf->data ? parse_body(buf) : NULL;
+	doc = buf->data ? parse_body(buf, conn->row_filter) : NULL;
 	resp = cJSON_IsObject(doc) ? cJSON_GetObjectItemCaseSensitive(doc, "Response") : NULL;
 	err = cJSON_IsObject(resp) ? cJSON_GetObjectItemCaseSensitive(resp, "Error") : NULL;
 	if (buf->data)
@@ -683,7 +685,7 @@ take_finished(CodingConnInfo *conn, CodingCallStats *stats, int *nrunning, int *
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &e);
-		retry_after_ms = finish_transfer(e, msg->data.result);
+		retry_after_ms = finish_transfer(conn, e, msg->data.result);
 		if (stats)
 			stats->bytes += e->buf.len;
 		curl_multi_remove_handle(http.multi, http.easy[e->slot]);

@@ -61,6 +61,8 @@ typedef struct CodingConnInfo
 	int			connect_timeout_ms;
 	int			max_retries;
 	double		rate_limit;		/* requests per second */
+	const struct CodingJsonRowFilter *row_filter;	/* list rows: the keys a
+													 * scan reads (NULL: all) */
 } CodingConnInfo;
 
 /* Options of one foreign table, on top of the connection. */

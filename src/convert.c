@@ -206,13 +206,17 @@ split_path(const char *field)
  *		type, an assignee list, a label set): comparing a value with a few
  *		remembered ones costs a fraction of building its jsonb again.  A
  *		column whose values rarely repeat (raw, descriptions) stops looking
- *		after a trial, and the remembered copies are recycled now and then,
- *		so the memory stays a few kilobytes.
+ *		after a trial.  Only values of at most JCACHE_MAX_NODES nodes and
+ *		JCACHE_MAX_JSONB bytes are remembered, and the copies' memory is
+ *		reset every JCACHE_RECYCLE copies or past JCACHE_MAX_MEMORY, so it
+ *		stays bounded whatever the rows hold.
  */
 #define JCACHE_ENTRIES		16		/* values remembered per column */
 #define JCACHE_MAX_NODES	64		/* larger values are not remembered */
 #define JCACHE_TRIAL		256		/* lookups before the hit rate is judged */
 #define JCACHE_RECYCLE		1024	/* copies made before their memory is reset */
+#define JCACHE_MAX_JSONB	8192	/* bytes: larger values are not remembered */
+#define JCACHE_MAX_MEMORY	(1024 * 1024)	/* the copies' memory is reset past this */
 
 struct CodingJsonbCache
 {
@@ -889,12 +893,14 @@ cached_jsonb(CodingColumn *col, cJSON *v)
 		c->cxt = NULL;
 		return result;
 	}
-	if (count_nodes(v, JCACHE_MAX_NODES) > JCACHE_MAX_NODES)
+	if (count_nodes(v, JCACHE_MAX_NODES) > JCACHE_MAX_NODES ||
+		VARSIZE_ANY(DatumGetPointer(result)) > JCACHE_MAX_JSONB)
 		return result;
 	if (c->cxt == NULL)
 		c->cxt = AllocSetContextCreate(GetMemoryChunkContext(c), "coding_fdw jsonb values",
 									   ALLOCSET_SMALL_SIZES);
-	if (c->copies >= JCACHE_RECYCLE)
+	if (c->copies >= JCACHE_RECYCLE ||
+		MemoryContextMemAllocated(c->cxt, false) > JCACHE_MAX_MEMORY)
 	{
 		MemoryContextReset(c->cxt);
 		c->nentries = c->copies = 0;

@@ -10,6 +10,7 @@
  *-------------------------------------------------------------------------
  */
 #include "coding_fdw.h"
+#include "json_fast.h"
 
 #include <math.h>
 
@@ -151,6 +152,8 @@ typedef struct KnownTotal
 } KnownTotal;
 
 static KnownTotal *known_totals = NULL;
+
+static const CodingJsonRowFilter *row_filter(CodingScanState *ss);
 
 /* known_total: the remembered size, or -1. */
 static double
@@ -698,6 +701,7 @@ codingBeginForeignScan(ForeignScanState *node, int eflags)
 	foreach(lc, attrs)
 		wanted = bms_add_member(wanted, lfirst_int(lc));
 	ss->cols = coding_make_columns(rel, ss->tinfo->resource, wanted, &ss->ncols);
+	ss->conn->row_filter = row_filter(ss);
 
 	ss->request_cxt = AllocSetContextCreate(estate->es_query_cxt,
 											"coding_fdw request", ALLOCSET_SMALL_SIZES);
@@ -870,6 +874,48 @@ list_body(CodingScanState *ss)
 			break;
 	}
 	return body;
+}
+
+/*
+ * row_filter
+ *		The keys of a list row this scan reads, so the parser builds only
+ *		those (a count(*) or a few columns skip most of each row): the first
+ *		names of the columns' field paths and fallbacks, and the key an
+ *		error names the row by.  NULL, to build rows whole, when raw shows
+ *		the whole list object.
+ */
+static const CodingJsonRowFilter *
+row_filter(CodingScanState *ss)
+{
+	CodingJsonRowFilter *filter = palloc0(sizeof(CodingJsonRowFilter));
+	const char **path = palloc(sizeof(char *) * 3);
+	const char **keys = palloc(sizeof(char *) * (2 * ss->ncols + 2));
+	int			nkeys = 0;
+	int			i;
+
+	for (i = 0; i < ss->ncols; i++)
+	{
+		CodingColumn *col = &ss->cols[i];
+
+		if (col->source == COLSRC_RAW)
+			return NULL;
+		if (col->source != COLSRC_FIELD)
+			continue;
+		if (col->path != NIL)
+			keys[nkeys++] = linitial(col->path);
+		if (col->fallback != NIL)
+			keys[nkeys++] = linitial(col->fallback);
+	}
+	keys[nkeys++] = "Code";		/* issues, iterations */
+	keys[nkeys++] = "Id";		/* members */
+	path[0] = "Response";
+	path[1] = "Data";
+	path[2] = ss->tinfo->resource == CODING_RES_MEMBERS ? "ProjectMembers" : "List";
+	filter->path = path;
+	filter->npath = 3;
+	filter->keys = keys;
+	filter->nkeys = nkeys;
+	return filter;
 }
 
 /*

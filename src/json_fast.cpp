@@ -88,11 +88,15 @@ struct KeyTable
 
 	const char *slot[SLOTS] = {};
 	unsigned char slot_len[SLOTS] = {};
+	uint16_t	slot_id[SLOTS] = {};	/* 0, 1, 2... in order of interning */
 	size_t		nkeys = 0;
 	size_t		used = 0;		/* bytes of key_block taken */
 
-	/* intern: the interned copy of key, nullptr when not interned */
-	const char *intern(const char *key, size_t len)
+	/*
+	 * intern: the interned copy of key and its id (below MAX_KEYS), nullptr
+	 * when not interned
+	 */
+	const char *intern(const char *key, size_t len, int *id)
 	{
 		uint32_t	h;
 
@@ -118,16 +122,57 @@ struct KeyTable
 				used += len + 1;
 				slot[i] = copy;
 				slot_len[i] = static_cast<unsigned char>(len);
-				nkeys++;
+				slot_id[i] = static_cast<uint16_t>(nkeys);
+				*id = static_cast<int>(nkeys++);
 				return copy;
 			}
 			if (slot_len[i] == len && memcmp(slot[i], key, len) == 0)
+			{
+				*id = slot_id[i];
 				return slot[i];
+			}
 		}
 	}
 };
 
 static KeyTable *key_table = nullptr;
+
+/*
+ * Filter
+ *		A CodingJsonRowFilter made ready for one parse: the row keys as a
+ *		set of interned key ids, so a row key is tested with one lookup.
+ */
+struct Filter
+{
+	const CodingJsonRowFilter *spec;
+	unsigned char wanted[KeyTable::MAX_KEYS / 8] = {};
+
+	explicit Filter(const CodingJsonRowFilter *f) : spec(f) {}
+
+	/* ready: intern the row keys; false (build everything) if one cannot be */
+	bool		ready()
+	{
+		if (spec == nullptr || key_table == nullptr)
+			return false;
+		for (int i = 0; i < spec->nkeys; i++)
+		{
+			int			id;
+
+			if (key_table->intern(spec->keys[i], strlen(spec->keys[i]), &id) == nullptr)
+				return false;
+			wanted[id / 8] |= static_cast<unsigned char>(1 << (id % 8));
+		}
+		return true;
+	}
+
+	bool		wants(int id) const
+	{
+		return (wanted[id / 8] >> (id % 8)) & 1;
+	}
+};
+
+/* Where build() is relative to a filter's path. */
+static const int LEVEL_ALL = -1;	/* off the path: everything */
 
 /*
  * Arena
@@ -235,9 +280,15 @@ append(cJSON *parent, cJSON *child)
 	}
 }
 
-/* build: the cJSON node for one simdjson element, nullptr when out of memory */
+/*
+ * build
+ *		The cJSON node for one simdjson element, nullptr when out of memory.
+ *		level: LEVEL_ALL, or how many keys of the filter's path lead here;
+ *		at the path's end the element is the array of rows; a row (level
+ *		npath + 1) keeps only the wanted keys.
+ */
 static cJSON *
-build(dom::element e, Arena &arena)
+build(dom::element e, Arena &arena, const Filter *filter, int level)
 {
 	cJSON	   *node = arena.node();
 	dom::array	array;
@@ -255,7 +306,8 @@ build(dom::element e, Arena &arena)
 				return nullptr;
 			for (dom::element item : array)
 			{
-				cJSON	   *child = build(item, arena);
+				cJSON	   *child = build(item, arena, filter,
+										  level == filter->spec->npath ? level + 1 : LEVEL_ALL);
 
 				if (child == nullptr)
 					return nullptr;
@@ -268,24 +320,30 @@ build(dom::element e, Arena &arena)
 				return nullptr;
 			for (dom::key_value_pair field : object)
 			{
-				cJSON	   *child = build(field.value, arena);
+				const char *nul = arena.may_have_nul ?
+					static_cast<const char *>(memchr(field.key.data(), '\0',
+													 field.key.size())) : nullptr;
+				size_t		klen = nul ? static_cast<size_t>(nul - field.key.data()) :
+					field.key.size();
+				int			id = -1;
+				const char *interned = key_table ? key_table->intern(field.key.data(), klen, &id) :
+					nullptr;
+				int			child_level = LEVEL_ALL;
+				cJSON	   *child;
 
+				if (level == filter->spec->npath + 1 && (interned == nullptr || !filter->wants(id)))
+					continue;	/* a row's key the scan does not read */
+				if (level >= 0 && level < filter->spec->npath &&
+					klen == strlen(filter->spec->path[level]) &&
+					memcmp(field.key.data(), filter->spec->path[level], klen) == 0)
+					child_level = level + 1;
+				child = build(field.value, arena, filter, child_level);
 				if (child == nullptr)
 					return nullptr;
-				{
-					const char *nul = arena.may_have_nul ?
-						static_cast<const char *>(memchr(field.key.data(), '\0',
-														 field.key.size())) : nullptr;
-					size_t		klen = nul ? static_cast<size_t>(nul - field.key.data()) :
-						field.key.size();
-					const char *interned = key_table ? key_table->intern(field.key.data(), klen) :
-						nullptr;
-
-					if (interned)
-						child->string = const_cast<char *>(interned);
-					else
-						child->string = arena.string(field.key, &len);
-				}
+				if (interned)
+					child->string = const_cast<char *>(interned);
+				else
+					child->string = arena.string(field.key, &len);
 				if (child->string == nullptr)
 					return nullptr;
 				append(node, child);
@@ -349,8 +407,10 @@ may_hold_nul(const char *data, size_t len)
  *		it or memory ran out: the caller then parses with cJSON.
  */
 extern "C" cJSON *
-coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc)
+coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc,
+					   const CodingJsonRowFilter *filter)
 {
+	static const CodingJsonRowFilter no_filter = {nullptr, -10, nullptr, 0};
 	cJSON	   *root = nullptr;
 
 	if (len > FAST_MAX_BYTES)
@@ -378,7 +438,12 @@ coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc)
 			/* strings hold a NUL only from a raw NUL byte or a \u0000 escape */
 			arena.may_have_nul = may_hold_nul(data, len);
 
-			root = build(doc, arena);
+			Filter		rows(filter);
+			bool		filtering = rows.ready();
+
+			if (!filtering)
+				rows.spec = &no_filter;	/* npath -10: no level ever matches */
+			root = build(doc, arena, &rows, filtering ? 0 : LEVEL_ALL);
 		}
 	}
 	catch (...)

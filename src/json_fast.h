@@ -36,12 +36,29 @@ extern const char *const coding_json_key_store;
 typedef void *(*coding_json_alloc_fn) (size_t size);
 
 /*
+ * Which keys of a list answer's rows a scan reads.  Rows are the elements
+ * of the array found by following "path" (object keys) from the root; of
+ * each row object only the keys in "keys" are built (their values whole).
+ * A row keeps its other keys when cJSON parses the answer (whatever
+ * simdjson refuses), so readers must only rely on the listed keys being
+ * there; an answer of another shape is built whole.
+ */
+typedef struct CodingJsonRowFilter
+{
+	const char *const *path;
+	int			npath;
+	const char *const *keys;
+	int			nkeys;
+} CodingJsonRowFilter;
+
+/*
  * The cJSON tree of data[0..len) (data followed by CODING_JSON_PADDING
  * readable bytes), or NULL if simdjson does not accept it: parse with cJSON
- * then.  The tree is read-only: never cJSON_Delete it; it is freed with the
+ * then.  With a filter (NULL: none), only the rows' listed keys are built.  The tree is read-only: never cJSON_Delete it; it is freed with the
  * memory the allocator took it from.
  */
 extern struct cJSON *coding_json_parse_fast(const char *data, size_t len,
-											coding_json_alloc_fn alloc);
+											coding_json_alloc_fn alloc,
+											const CodingJsonRowFilter *filter);
 
 #endif							/* CODING_JSON_FAST_H */
