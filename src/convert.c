@@ -785,6 +785,9 @@ same_json(cJSON *a, cJSON *b)
 	switch (JTYPE(a))
 	{
 		case cJSON_String:
+			/* simdjson's strings carry their length: a cheap first test */
+			if ((a->type & b->type & CODING_JSON_UTF8) && a->valueint != b->valueint)
+				return false;
 			return strcmp(a->valuestring, b->valuestring) == 0;
 		case cJSON_Number:
 			return a->valuedouble == b->valuedouble;
