@@ -216,7 +216,7 @@ split_path(const char *field)
 #define JCACHE_TRIAL		256		/* lookups before the hit rate is judged */
 #define JCACHE_RECYCLE		1024	/* copies made before their memory is reset */
 #define JCACHE_MAX_JSONB	8192	/* bytes: larger values are not remembered */
-#define JCACHE_MAX_MEMORY	(1024 * 1024)	/* the copies' memory is reset past this */
+#define JCACHE_MAX_MEMORY	(256 * 1024)	/* the copies' memory is reset past this */
 
 struct CodingJsonbCache
 {
