@@ -563,6 +563,7 @@ node_text(cJSON *node, bool key, int *len)
 	if ((node->type & CODING_JSON_UTF8) && GetDatabaseEncoding() == PG_UTF8)
 	{
 		*len = key ? (int) strlen(s) : node->valueint;
+		Assert(key || strlen(s) == (size_t) node->valueint);
 		return s;
 	}
 	n = strlen(s);
@@ -662,12 +663,22 @@ pair_cmp(const JsonbPair *a, const JsonbPair *b)
 	return res;
 }
 
+/* pair_qsort_cmp: pair_cmp for qsort (a total order: no two pairs equal) */
+static int
+pair_qsort_cmp(const void *a, const void *b)
+{
+	return pair_cmp((const JsonbPair *) a, (const JsonbPair *) b);
+}
+
 /*
  * sort_pairs
  *		Sort an object's pairs into jsonb's key order and drop all but the
  *		last of duplicate keys; returns the number left.  Coding's objects
- *		have a handful of keys, where an insertion sort beats qsort.
+ *		have a handful of keys, where an insertion sort beats qsort; a big
+ *		object (a map of thousands of keys) must not take quadratic time.
  */
+#define SORT_PAIRS_INSERTION_MAX 32
+
 static int
 sort_pairs(JsonbPair *pairs, int n)
 {
@@ -675,18 +686,21 @@ sort_pairs(JsonbPair *pairs, int n)
 	int			out;
 	bool		dups = false;
 
-	for (i = 1; i < n; i++)
-	{
-		JsonbPair	p = pairs[i];
-		int			j = i - 1;
-
-		while (j >= 0 && pair_cmp(&pairs[j], &p) > 0)
+	if (n > SORT_PAIRS_INSERTION_MAX)
+		qsort(pairs, n, sizeof(JsonbPair), pair_qsort_cmp);
+	else
+		for (i = 1; i < n; i++)
 		{
-			pairs[j + 1] = pairs[j];
-			j--;
+			JsonbPair	p = pairs[i];
+			int			j = i - 1;
+
+			while (j >= 0 && pair_cmp(&pairs[j], &p) > 0)
+			{
+				pairs[j + 1] = pairs[j];
+				j--;
+			}
+			pairs[j + 1] = p;
 		}
-		pairs[j + 1] = p;
-	}
 	for (i = 1; i < n && !dups; i++)
 		dups = pairs[i].key.val.string.len == pairs[i - 1].key.val.string.len &&
 			memcmp(pairs[i].key.val.string.val, pairs[i - 1].key.val.string.val,
@@ -833,6 +847,7 @@ cjson_to_jsonb_value(cJSON *v, JsonbValue *out)
 		jsonb_scalar(v, out);
 		return;
 	}
+	CHECK_FOR_INTERRUPTS();		/* a large value is a long loop */
 	for (child = v->child; child != NULL; child = child->next)
 		n++;
 	if (JTYPE(v) == cJSON_Array)

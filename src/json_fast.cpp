@@ -93,29 +93,38 @@ struct KeyTable
 	size_t		used = 0;		/* bytes of key_block taken */
 
 	/*
-	 * intern: the interned copy of key and its id (below MAX_KEYS), nullptr
-	 * when not interned
+	 * Keys a document may add: the rest of MAX_KEYS is kept for the keys
+	 * of scans' row filters, so that documents full of distinct keys (a map
+	 * keyed by ids) cannot take the room filtering needs.
 	 */
-	const char *intern(const char *key, size_t len, int *id)
+	static const size_t DOCUMENT_KEYS = MAX_KEYS * 3 / 4;
+
+	/*
+	 * intern: the interned copy of key and its id (below MAX_KEYS), nullptr
+	 * when not interned; a new key is added only below "limit" keys
+	 */
+	const char *intern(const char *key, size_t len, int *id, size_t limit)
 	{
 		uint32_t	h;
+		uint64_t	first = 0;
+		uint64_t	last = 0;
 
 		if (len > MAX_KEY_LEN)
 			return nullptr;
-		/* a cheap hash (equal keys are compared in full anyway) */
-		h = static_cast<uint32_t>(len) * 2654435761u;
-		if (len > 0)
-			h ^= (static_cast<unsigned char>(key[0]) * 31u +
-				  static_cast<unsigned char>(key[len / 2]) * 131u +
-				  static_cast<unsigned char>(key[len - 1])) * 40503u;
-		h ^= h >> 13;
+		/* a hash of the first and the last 8 bytes and the length */
+		memcpy(&first, key, std::min(len, static_cast<size_t>(8)));
+		if (len > 8)
+			memcpy(&last, key + len - std::min(len - 8, static_cast<size_t>(8)),
+				   std::min(len - 8, static_cast<size_t>(8)));
+		first = (first ^ (last * 0x9E3779B97F4A7C15ull) ^ len) * 0xFF51AFD7ED558CCDull;
+		h = static_cast<uint32_t>(first >> 32);
 		for (size_t i = h & (SLOTS - 1);; i = (i + 1) & (SLOTS - 1))
 		{
 			if (slot[i] == nullptr)
 			{
 				char	   *copy = key_block + used;
 
-				if (nkeys >= MAX_KEYS || used + len + 1 > sizeof(key_block))
+				if (nkeys >= std::min(limit, MAX_KEYS) || used + len + 1 > sizeof(key_block))
 					return nullptr;
 				memcpy(copy, key, len);
 				copy[len] = '\0';
@@ -158,7 +167,8 @@ struct Filter
 		{
 			int			id;
 
-			if (key_table->intern(spec->keys[i], strlen(spec->keys[i]), &id) == nullptr)
+			if (key_table->intern(spec->keys[i], strlen(spec->keys[i]), &id,
+								  KeyTable::MAX_KEYS) == nullptr)
 				return false;
 			wanted[id / 8] |= static_cast<unsigned char>(1 << (id % 8));
 		}
@@ -326,7 +336,8 @@ build(dom::element e, Arena &arena, const Filter *filter, int level)
 				size_t		klen = nul ? static_cast<size_t>(nul - field.key.data()) :
 					field.key.size();
 				int			id = -1;
-				const char *interned = key_table ? key_table->intern(field.key.data(), klen, &id) :
+				const char *interned = key_table ?
+					key_table->intern(field.key.data(), klen, &id, KeyTable::DOCUMENT_KEYS) :
 					nullptr;
 				int			child_level = LEVEL_ALL;
 				cJSON	   *child;

@@ -7,6 +7,7 @@
 #define CODING_JSON_FAST_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Bytes the receive buffer keeps readable after a body (simdjson's padding). */
 #define CODING_JSON_PADDING 64
@@ -19,6 +20,7 @@
  * measures them again.
  */
 #define CODING_JSON_UTF8 (1 << 12)
+/* (so such a node's valuestring must never be changed: trees are read-only) */
 
 /*
  * Interned object keys: one copy of each distinct key for the life of the
@@ -30,7 +32,7 @@
 extern const char *const coding_json_key_store;
 
 #define CODING_JSON_KEY_IS_INTERNED(p) \
-	((size_t) ((const char *) (p) - coding_json_key_store) < CODING_JSON_KEY_STORE_BYTES)
+	((uintptr_t) (p) - (uintptr_t) coding_json_key_store < CODING_JSON_KEY_STORE_BYTES)
 
 /* Allocator for the tree: returns NULL when out of memory, never raises. */
 typedef void *(*coding_json_alloc_fn) (size_t size);

@@ -13,7 +13,8 @@ against jsonb_in, which is the definition of the right answer:
   floats, nesting; drawn so that values repeat (the cache hits), nearly
   repeat (same keys, one value different: the cache must not hit), and
   vary enough that the cache recycles its memory during the scan;
-- rows with a duplicated key at the top level (raw keeps the last);
+- rows with a duplicated key at the top level (raw keeps the last), and
+  one value that is a map of 20,000 keys with duplicates;
 - each page is served as text by the simulator's raw_body fault, and the
   same text goes to jsonb_in in SQL; every row's raw and jsonb columns must
   be equal (jsonb equality: numbers by value) with the fast parser
@@ -116,13 +117,18 @@ def main():
         assignees = pool(rng, lambda r: [r.randint(1, 40) for _ in range(r.randint(1, 3))], 6, 30)
         detail = pool(rng, obj, 5, 64)
 
+        # one value is a map of 20,000 keys (with duplicates): sorted in
+        # n log n, not quadratic time, and more distinct keys than the
+        # parser interns
+        big_map = [("obj", [("k%d" % rng.randrange(15000), i) for i in range(20000)])]
+
         def row(code):
             # assignee_id reads AssigneeId, or Assignee.Id when it is absent
             who = [("AssigneeId", rng.randint(1, 99))] if code % 2 else \
                 [("Assignee", ("obj", [("Id", rng.randint(100, 199))]))]
             pairs = who + [("Code", code), ("Type", "DEFECT"), ("Name", "issue %d" % code),
                      ("Iteration", ("obj", [("Code", rng.randint(1, 9)), ("Name", "it")])),
-                     ("Labels", labels()), ("CustomFields", custom()),
+                     ("Labels", labels()), ("CustomFields", big_map if code == 7 else custom()),
                      ("Assignees", assignees()), ("IssueTypeDetail", detail()),
                      ("ParentId", 0)]
             if rng.random() < 0.1:
