@@ -41,7 +41,6 @@
  * a node's type as "type & 0xFF" too (the rest are flags).
  */
 #define JTYPE(v)		((v)->type & 0xFF)
-#define J_IS(v, t)		((v) != NULL && JTYPE(v) == (t))
 
 /* jsonb's container limits (jsonb_util.c keeps them to itself). */
 #define JSONB_MAX_ELEMS (Min(MaxAllocSize / sizeof(JsonbValue), JB_CMASK))
@@ -226,8 +225,11 @@ struct CodingJsonbCache
 	uint32		lookups;
 	uint32		hits;
 	bool		off;			/* values did not repeat enough */
-	cJSON	   *source[JCACHE_ENTRIES];
-	Datum		value[JCACHE_ENTRIES];
+	struct
+	{
+		cJSON	   *source;		/* a copy of the value */
+		Datum		jsonb;		/* its jsonb */
+	}			entry[JCACHE_ENTRIES];
 };
 
 static void make_field_index(CodingColumn *cols, int ncols);
@@ -557,8 +559,6 @@ static const char *
 node_text(cJSON *node, bool key, int *len)
 {
 	const char *s = key ? (node->string ? node->string : "") : node->valuestring;
-	char	   *conv;
-	int			n;
 
 	if ((node->type & CODING_JSON_UTF8) && GetDatabaseEncoding() == PG_UTF8)
 	{
@@ -566,10 +566,9 @@ node_text(cJSON *node, bool key, int *len)
 		Assert(key || strlen(s) == (size_t) node->valueint);
 		return s;
 	}
-	n = strlen(s);
-	conv = pg_any_to_server(s, n, PG_UTF8);
-	*len = conv == s ? n : (int) strlen(conv);
-	return conv;
+	s = remote_text(s);
+	*len = strlen(s);
+	return s;
 }
 
 /*
@@ -663,6 +662,14 @@ pair_cmp(const JsonbPair *a, const JsonbPair *b)
 	return res;
 }
 
+/* same_key: whether two pairs have the same key */
+static inline bool
+same_key(const JsonbPair *a, const JsonbPair *b)
+{
+	return a->key.val.string.len == b->key.val.string.len &&
+		memcmp(a->key.val.string.val, b->key.val.string.val, a->key.val.string.len) == 0;
+}
+
 /* pair_qsort_cmp: pair_cmp for qsort (a total order: no two pairs equal) */
 static int
 pair_qsort_cmp(const void *a, const void *b)
@@ -683,8 +690,7 @@ static int
 sort_pairs(JsonbPair *pairs, int n)
 {
 	int			i;
-	int			out;
-	bool		dups = false;
+	int			out = 0;
 
 	if (n > SORT_PAIRS_INSERTION_MAX)
 		qsort(pairs, n, sizeof(JsonbPair), pair_qsort_cmp);
@@ -701,19 +707,11 @@ sort_pairs(JsonbPair *pairs, int n)
 			}
 			pairs[j + 1] = p;
 		}
-	for (i = 1; i < n && !dups; i++)
-		dups = pairs[i].key.val.string.len == pairs[i - 1].key.val.string.len &&
-			memcmp(pairs[i].key.val.string.val, pairs[i - 1].key.val.string.val,
-				   pairs[i].key.val.string.len) == 0;
-	if (!dups)
-		return n;
-	out = 0;
+	/* the first of equal keys is the one kept (pair_cmp put the last first) */
 	for (i = 1; i < n; i++)
-		if (pairs[i].key.val.string.len != pairs[out].key.val.string.len ||
-			memcmp(pairs[i].key.val.string.val, pairs[out].key.val.string.val,
-				   pairs[i].key.val.string.len) != 0)
-			pairs[++out] = pairs[i];
-	return out + 1;
+		if (!same_key(&pairs[i], &pairs[out]) && ++out != i)
+			pairs[out] = pairs[i];
+	return Min(n, out + 1);
 }
 
 /*
@@ -743,15 +741,20 @@ static KeyOrder key_orders[KEY_ORDERS];
 static int	key_orders_next = 0;
 
 static void cjson_to_jsonb_value(cJSON *v, JsonbValue *out);
+static void object_to_jsonb_value(cJSON *v, int n, JsonbValue *out);
 
-/* interned_keys: an object's keys if all are interned and it is short enough */
+/*
+ * interned_keys
+ *		An object's keys and children, if it has 2 to KEY_ORDER_MAX_KEYS keys,
+ *		all interned, in a UTF-8 database (KeyOrder's conditions).
+ */
 static bool
 interned_keys(cJSON *v, int n, const char **keys, cJSON **children)
 {
 	cJSON	   *child;
 	int			i = 0;
 
-	if (n > KEY_ORDER_MAX_KEYS || GetDatabaseEncoding() != PG_UTF8)
+	if (n < 2 || n > KEY_ORDER_MAX_KEYS || GetDatabaseEncoding() != PG_UTF8)
 		return false;
 	for (child = v->child; child != NULL; child = child->next)
 	{
@@ -766,18 +769,14 @@ interned_keys(cJSON *v, int n, const char **keys, cJSON **children)
 /*
  * object_in_known_order
  *		Fill out's pairs (allocated for n) in the remembered jsonb order of
- *		v's key sequence; false when the sequence is not remembered.
+ *		the key sequence "keys"; false when it is not remembered.
  */
 static bool
-object_in_known_order(cJSON *v, int n, JsonbValue *out)
+object_in_known_order(const char **keys, cJSON **children, int n, JsonbValue *out)
 {
-	const char *keys[KEY_ORDER_MAX_KEYS];
-	cJSON	   *children[KEY_ORDER_MAX_KEYS];
 	int			k;
 	int			j;
 
-	if (n < 2 || !interned_keys(v, n, keys, children))
-		return false;
 	for (k = 0; k < KEY_ORDERS; k++)
 	{
 		KeyOrder   *order = &key_orders[k];
@@ -804,17 +803,13 @@ object_in_known_order(cJSON *v, int n, JsonbValue *out)
 	return false;
 }
 
-/* remember_key_order: remember the order sort_pairs gave v's keys */
+/* remember_key_order: remember the order sort_pairs gave the keys "keys" */
 static void
-remember_key_order(cJSON *v, int n, JsonbValue *out)
+remember_key_order(const char **keys, int n, JsonbValue *out)
 {
-	const char *keys[KEY_ORDER_MAX_KEYS];
-	cJSON	   *children[KEY_ORDER_MAX_KEYS];
 	KeyOrder   *order;
 	int			j;
 
-	if (n < 2 || !interned_keys(v, n, keys, children))
-		return;
 	order = &key_orders[key_orders_next];
 	key_orders_next = (key_orders_next + 1) % KEY_ORDERS;
 	order->nkeys = n;
@@ -870,9 +865,28 @@ cjson_to_jsonb_value(cJSON *v, JsonbValue *out)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("number of jsonb object pairs exceeds the maximum allowed (%zu)",
 						JSONB_MAX_PAIRS)));
+	object_to_jsonb_value(v, n, out);
+}
+
+/*
+ * object_to_jsonb_value
+ *		The JsonbValue of an object of n keys: in a remembered key order when
+ *		its key sequence recurs, else sorted (and the order remembered).  A
+ *		function of its own so that only objects carry the key arrays on the
+ *		stack, not every level of cjson_to_jsonb_value's recursion.
+ */
+static pg_noinline void
+object_to_jsonb_value(cJSON *v, int n, JsonbValue *out)
+{
+	const char *keys[KEY_ORDER_MAX_KEYS];
+	cJSON	   *children[KEY_ORDER_MAX_KEYS];
+	bool		interned = interned_keys(v, n, keys, children);
+	cJSON	   *child;
+	int			i = 0;
+
 	out->type = jbvObject;
 	out->val.object.pairs = palloc(sizeof(JsonbPair) * Max(n, 1));
-	if (object_in_known_order(v, n, out))
+	if (interned && object_in_known_order(keys, children, n, out))
 		return;
 	for (child = v->child; child != NULL; child = child->next)
 	{
@@ -884,7 +898,8 @@ cjson_to_jsonb_value(cJSON *v, JsonbValue *out)
 		cjson_to_jsonb_value(child, &pair->value);
 	}
 	out->val.object.nPairs = sort_pairs(out->val.object.pairs, n);
-	remember_key_order(v, n, out);
+	if (interned)
+		remember_key_order(keys, n, out);
 }
 
 /*
@@ -1003,16 +1018,15 @@ cached_jsonb(CodingColumn *col, cJSON *v)
 		return cjson_to_jsonb(v);
 	c->lookups++;
 	for (i = 0; i < c->nentries; i++)
-		if (same_json(c->source[i], v))
+		if (same_json(c->entry[i].source, v))
 		{
-			cJSON	   *source = c->source[i];
+			cJSON	   *source = c->entry[i].source;
 
-			result = c->value[i];
+			result = c->entry[i].jsonb;
 			/* most recently used first: the frequent values are met early */
-			memmove(&c->source[1], &c->source[0], sizeof(cJSON *) * i);
-			memmove(&c->value[1], &c->value[0], sizeof(Datum) * i);
-			c->source[0] = source;
-			c->value[0] = result;
+			memmove(&c->entry[1], &c->entry[0], sizeof(c->entry[0]) * i);
+			c->entry[0].source = source;
+			c->entry[0].jsonb = result;
 			c->hits++;
 			return result;
 		}
@@ -1039,11 +1053,10 @@ cached_jsonb(CodingColumn *col, cJSON *v)
 	}
 	/* the least recently used value makes room */
 	c->nentries = Min(c->nentries + 1, JCACHE_ENTRIES);
-	memmove(&c->source[1], &c->source[0], sizeof(cJSON *) * (c->nentries - 1));
-	memmove(&c->value[1], &c->value[0], sizeof(Datum) * (c->nentries - 1));
+	memmove(&c->entry[1], &c->entry[0], sizeof(c->entry[0]) * (c->nentries - 1));
 	old = MemoryContextSwitchTo(c->cxt);
-	c->source[0] = copy_json(v);
-	c->value[0] = datumCopy(result, false, -1);
+	c->entry[0].source = copy_json(v);
+	c->entry[0].jsonb = datumCopy(result, false, -1);
 	MemoryContextSwitchTo(old);
 	c->copies++;
 	return result;

@@ -877,6 +877,22 @@ list_body(CodingScanState *ss)
 }
 
 /*
+ * rows_path
+ *		Where a list answer holds its rows: fetch_page reads them there, and
+ *		row_filter tells the parser.
+ */
+#define ROWS_PATH_LEN 3
+
+static const char *const *
+rows_path(CodingResource res)
+{
+	static const char *const list_path[ROWS_PATH_LEN] = {"Response", "Data", "List"};
+	static const char *const members_path[ROWS_PATH_LEN] = {"Response", "Data", "ProjectMembers"};
+
+	return res == CODING_RES_MEMBERS ? members_path : list_path;
+}
+
+/*
  * row_filter
  *		The keys of a list row this scan reads, so the parser builds only
  *		those (a count(*) or a few columns skip most of each row): the first
@@ -888,7 +904,6 @@ static const CodingJsonRowFilter *
 row_filter(CodingScanState *ss)
 {
 	CodingJsonRowFilter *filter = palloc0(sizeof(CodingJsonRowFilter));
-	const char **path = palloc(sizeof(char *) * 3);
 	const char **keys = palloc(sizeof(char *) * (2 * ss->ncols + 2));
 	int			nkeys = 0;
 	int			i;
@@ -908,11 +923,8 @@ row_filter(CodingScanState *ss)
 	}
 	keys[nkeys++] = "Code";		/* issues, iterations */
 	keys[nkeys++] = "Id";		/* members */
-	path[0] = "Response";
-	path[1] = "Data";
-	path[2] = ss->tinfo->resource == CODING_RES_MEMBERS ? "ProjectMembers" : "List";
-	filter->path = path;
-	filter->npath = 3;
+	filter->path = rows_path(ss->tinfo->resource);
+	filter->npath = ROWS_PATH_LEN;
 	filter->keys = keys;
 	filter->nkeys = nkeys;
 	return filter;
@@ -950,8 +962,7 @@ fetch_page(CodingScanState *ss)
 	data = cJSON_GetObjectItemCaseSensitive(resp, "Data");
 	if (!cJSON_IsObject(data))
 		malformed(ss, action, "the answer has no \"Data\" object");
-	list = cJSON_GetObjectItemCaseSensitive(data,
-											res == CODING_RES_MEMBERS ? "ProjectMembers" : "List");
+	list = cJSON_GetObjectItemCaseSensitive(data, rows_path(res)[ROWS_PATH_LEN - 1]);
 	if (cJSON_IsNull(list) || list == NULL)
 		list = cJSON_CreateArray();
 	if (!cJSON_IsArray(list))

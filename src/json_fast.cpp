@@ -182,7 +182,7 @@ struct Filter
 };
 
 /* Where build() is relative to a filter's path. */
-static const int LEVEL_ALL = -1;	/* off the path: everything */
+static const int LEVEL_ALL = -1;	/* no filter, or off its path: everything */
 
 /*
  * Arena
@@ -230,17 +230,20 @@ struct Arena
 		return n;
 	}
 
-	/*
-	 * string: a NUL-terminated copy; an embedded \u0000 ends it, as in
-	 * cJSON, and *len is the length up to there
-	 */
 	bool		may_have_nul = true;	/* the document holds a NUL or a \u0000 */
 
-	char	   *string(std::string_view s, size_t *len)
+	/* text_len: s's length as cJSON sees it: an embedded \u0000 ends it */
+	size_t		text_len(std::string_view s) const
 	{
 		const char *nul = may_have_nul ?
 			static_cast<const char *>(memchr(s.data(), '\0', s.size())) : nullptr;
-		size_t		n = nul ? static_cast<size_t>(nul - s.data()) : s.size();
+
+		return nul ? static_cast<size_t>(nul - s.data()) : s.size();
+	}
+
+	/* string: a NUL-terminated copy of the first n bytes of s */
+	char	   *string(std::string_view s, size_t n)
+	{
 		char	   *p = static_cast<char *>(take(n + 1));
 
 		if (p != nullptr)
@@ -248,7 +251,6 @@ struct Arena
 			memcpy(p, s.data(), n);
 			p[n] = '\0';
 		}
-		*len = n;
 		return p;
 	}
 };
@@ -293,9 +295,9 @@ append(cJSON *parent, cJSON *child)
 /*
  * build
  *		The cJSON node for one simdjson element, nullptr when out of memory.
- *		level: LEVEL_ALL, or how many keys of the filter's path lead here;
- *		at the path's end the element is the array of rows; a row (level
- *		npath + 1) keeps only the wanted keys.
+ *		level: LEVEL_ALL, or how many keys of the filter's path lead here
+ *		(filter is then set); at the path's end the element is the array of
+ *		rows; a row (level npath + 1) keeps only the wanted keys.
  */
 static cJSON *
 build(dom::element e, Arena &arena, const Filter *filter, int level)
@@ -303,7 +305,7 @@ build(dom::element e, Arena &arena, const Filter *filter, int level)
 	cJSON	   *node = arena.node();
 	dom::array	array;
 	dom::object object;
-
+	int			npath = level == LEVEL_ALL ? 0 : filter->spec->npath;
 	size_t		len;
 
 	if (node == nullptr)
@@ -317,7 +319,8 @@ build(dom::element e, Arena &arena, const Filter *filter, int level)
 			for (dom::element item : array)
 			{
 				cJSON	   *child = build(item, arena, filter,
-										  level == filter->spec->npath ? level + 1 : LEVEL_ALL);
+										  level != LEVEL_ALL && level == npath ? level + 1 :
+										  LEVEL_ALL);
 
 				if (child == nullptr)
 					return nullptr;
@@ -330,11 +333,7 @@ build(dom::element e, Arena &arena, const Filter *filter, int level)
 				return nullptr;
 			for (dom::key_value_pair field : object)
 			{
-				const char *nul = arena.may_have_nul ?
-					static_cast<const char *>(memchr(field.key.data(), '\0',
-													 field.key.size())) : nullptr;
-				size_t		klen = nul ? static_cast<size_t>(nul - field.key.data()) :
-					field.key.size();
+				size_t		klen = arena.text_len(field.key);
 				int			id = -1;
 				const char *interned = key_table ?
 					key_table->intern(field.key.data(), klen, &id, KeyTable::DOCUMENT_KEYS) :
@@ -342,9 +341,10 @@ build(dom::element e, Arena &arena, const Filter *filter, int level)
 				int			child_level = LEVEL_ALL;
 				cJSON	   *child;
 
-				if (level == filter->spec->npath + 1 && (interned == nullptr || !filter->wants(id)))
+				if (level != LEVEL_ALL && level == npath + 1 &&
+					(interned == nullptr || !filter->wants(id)))
 					continue;	/* a row's key the scan does not read */
-				if (level >= 0 && level < filter->spec->npath &&
+				if (level != LEVEL_ALL && level < npath &&
 					klen == strlen(filter->spec->path[level]) &&
 					memcmp(field.key.data(), filter->spec->path[level], klen) == 0)
 					child_level = level + 1;
@@ -354,7 +354,7 @@ build(dom::element e, Arena &arena, const Filter *filter, int level)
 				if (interned)
 					child->string = const_cast<char *>(interned);
 				else
-					child->string = arena.string(field.key, &len);
+					child->string = arena.string(field.key, klen);
 				if (child->string == nullptr)
 					return nullptr;
 				append(node, child);
@@ -371,7 +371,8 @@ build(dom::element e, Arena &arena, const Filter *filter, int level)
 			break;
 		case dom::element_type::STRING:
 			node->type = cJSON_String;
-			node->valuestring = arena.string(e.get_string().value_unsafe(), &len);
+			len = arena.text_len(e.get_string().value_unsafe());
+			node->valuestring = arena.string(e.get_string().value_unsafe(), len);
 			if (node->valuestring == nullptr)
 				return nullptr;
 			node->valueint = static_cast<int>(len);	/* below FAST_MAX_BYTES */
@@ -421,7 +422,6 @@ extern "C" cJSON *
 coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc,
 					   const CodingJsonRowFilter *filter)
 {
-	static const CodingJsonRowFilter no_filter = {nullptr, -10, nullptr, 0};
 	cJSON	   *root = nullptr;
 
 	if (len > FAST_MAX_BYTES)
@@ -450,11 +450,8 @@ coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc,
 			arena.may_have_nul = may_hold_nul(data, len);
 
 			Filter		rows(filter);
-			bool		filtering = rows.ready();
 
-			if (!filtering)
-				rows.spec = &no_filter;	/* npath -10: no level ever matches */
-			root = build(doc, arena, &rows, filtering ? 0 : LEVEL_ALL);
+			root = build(doc, arena, &rows, rows.ready() ? 0 : LEVEL_ALL);
 		}
 	}
 	catch (...)
