@@ -929,9 +929,10 @@ same_json(cJSON *a, cJSON *b)
 	switch (JTYPE(a))
 	{
 		case cJSON_String:
-			/* simdjson's strings carry their length: a cheap first test */
-			if ((a->type & b->type & CODING_JSON_UTF8) && a->valueint != b->valueint)
-				return false;
+			/* simdjson's strings carry their length: compare that, then bytes */
+			if (a->type & b->type & CODING_JSON_UTF8)
+				return a->valueint == b->valueint &&
+					memcmp(a->valuestring, b->valuestring, a->valueint) == 0;
 			return strcmp(a->valuestring, b->valuestring) == 0;
 		case cJSON_Number:
 			return a->valuedouble == b->valuedouble;
@@ -939,8 +940,11 @@ same_json(cJSON *a, cJSON *b)
 		case cJSON_Object:
 			for (ca = a->child, cb = b->child; ca && cb; ca = ca->next, cb = cb->next)
 			{
+				/* two interned keys differ when their pointers do */
 				if (JTYPE(a) == cJSON_Object && ca->string != cb->string &&
-					strcmp(ca->string ? ca->string : "", cb->string ? cb->string : "") != 0)
+					((CODING_JSON_KEY_IS_INTERNED(ca->string) &&
+					  CODING_JSON_KEY_IS_INTERNED(cb->string)) ||
+					 strcmp(ca->string ? ca->string : "", cb->string ? cb->string : "") != 0))
 					return false;
 				if (!same_json(ca, cb))
 					return false;
