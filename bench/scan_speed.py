@@ -17,11 +17,18 @@ JSON), with the same headers, over one keep-alive connection (a config file
 of url/data/header entries separated by "next"), output to /dev/null: the
 lower bound of "download the pages", with no JSON parsing at all.
 
-The two alternate (ours, curl, ours, curl, ...), three runs each; the
+The clients alternate (ours, curl, ours, curl, ...), RUNS rounds; the
 report gives the medians and the ratio ours/curl (target <= 1.3).  A second
 line adds the raw jsonb column to ours (informational: raw re-serializes
 every object), and a third only count(*) (no column converted: fetching and
 parsing the pages), to show where the time goes.
+
+Two floors, timed in the same rounds, say how much of the target is left
+for coding_fdw's own work: "parse floor" is bench/parse_floor.cpp, the same
+pages fetched with libcurl and parsed with simdjson, with the same read-ahead
+but no PostgreSQL (no client that reads every row can be faster here); and
+"local table" is the same query on a heap table holding the same rows (what
+the executor and the aggregates cost with no remote data at all).
 
 Informational too: the same ours/curl comparison with the simulator waiting
 50 ms before each answer (a "delay" fault on every list call), which is what
@@ -98,6 +105,30 @@ def run_curl(cfg, n_requests):
     return elapsed * 1000.0, nbytes, connects
 
 
+def build_parse_floor(workdir):
+    """Compile bench/parse_floor.cpp (g++, libcurl and simdjson: the build's own
+    dependencies) into workdir; return the executable's path."""
+    exe = os.path.join(workdir, "parse_floor")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "parse_floor.cpp")
+    r = subprocess.run(["g++", "-O2", "-std=c++17", "-o", exe, src, "-lsimdjson", "-lcurl"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("cannot build parse_floor: %s" % r.stderr.strip())
+    return exe
+
+
+def run_parse_floor(exe, url, body_files, n_rows):
+    """One run of parse_floor; returns (wall ms, CPU ms, bytes); checks it read every row."""
+    r = subprocess.run([exe, url, TOKEN] + body_files, capture_output=True, text=True,
+                       timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError("parse_floor failed: %s" % r.stderr.strip())
+    ms, cpu_ms, nbytes, rows, _values, _text = r.stdout.split()
+    if int(rows) != n_rows:
+        raise RuntimeError("parse_floor read %s rows, expected %d" % (rows, n_rows))
+    return float(ms), float(cpu_ms), int(nbytes)
+
+
 def explain_bytes(sql):
     out = psql("EXPLAIN (ANALYZE, VERBOSE) " + sql, db=DB)
     m = re.search(r"Coding bytes: (\d+)", out)
@@ -127,11 +158,26 @@ def main():
         progress("the scan sent %d requests (%d DescribeIssueListWithPage); curl replays them"
                  % (len(bodies), n_list))
         cfg = write_curl_config(sim, bodies, workdir)
+        if n_list != len(bodies):
+            raise RuntimeError("the scan sent other requests than list pages: %r"
+                               % sorted(set(a for a, _ in bodies)))
+        floor_exe = build_parse_floor(workdir)
+        body_files = [os.path.join(workdir, "body%04d.json" % k) for k in range(len(bodies))]
+        floor_url = "%s?Action=DescribeIssueListWithPage" % sim.url
+        run_parse_floor(floor_exe, floor_url, body_files, n)     # its warm-up
+        progress("copying the rows into a local table (the executor's own cost)")
+        psql("DROP TABLE IF EXISTS local_issues; "
+             "CREATE TABLE local_issues AS SELECT %s FROM coding.issues; "
+             "VACUUM ANALYZE local_issues" % ", ".join(LIST_COLUMNS), db=DB)
+        sql_local = sql.replace("FROM coding.issues", "FROM local_issues")
+        psql(sql_local, db=DB)                    # its warm-up
         run_curl(cfg, len(bodies))                # curl's own warm-up (page cache already hot)
         psql(COUNT_SQL, db=DB)                    # the other variants' warm-up, in case
         psql(sql_raw, db=DB)                      # they send other requests
         ours_bytes, ours_calls = explain_bytes(sql)
-        results = {"ours": [], "ours+raw": [], "count": [], "curl": []}
+        results = {"ours": [], "ours+raw": [], "count": [], "curl": [], "floor": [],
+                   "local": []}
+        floor_cpu = []
         curl_bytes = connects = None
         for r in range(RUNS):
             _, (ms,) = timed_psql([sql], DB)
@@ -142,14 +188,22 @@ def main():
             results["ours+raw"].append(ms_r)
             _, (ms_n,) = timed_psql([COUNT_SQL], DB)
             results["count"].append(ms_n)
+            ms_f, cpu_f, floor_bytes = run_parse_floor(floor_exe, floor_url, body_files, n)
+            results["floor"].append(ms_f)
+            floor_cpu.append(cpu_f)
+            _, (ms_l,) = timed_psql([sql_local], DB)
+            results["local"].append(ms_l)
             progress("run %d/%d: ours %.0f ms, curl %.0f ms, ours with raw %.0f ms, "
-                     "count(*) only %.0f ms" % (r + 1, RUNS, ms, ms_c, ms_r, ms_n))
+                     "count(*) only %.0f ms, parse floor %.0f ms, local table %.0f ms"
+                     % (r + 1, RUNS, ms, ms_c, ms_r, ms_n, ms_f, ms_l))
         med = {k: median(v) for k, v in results.items()}
         rows = []
         for k, label in (("ours", "coding_fdw, every list column"),
                          ("ours+raw", "coding_fdw, every list column + raw"),
                          ("count", "coding_fdw, count(*) only (no column)"),
-                         ("curl", "curl, same requests, keep-alive, to /dev/null")):
+                         ("curl", "curl, same requests, keep-alive, to /dev/null"),
+                         ("floor", "parse floor: libcurl + simdjson, read-ahead, no PostgreSQL"),
+                         ("local", "the same query on a local table of the same rows")):
             rows.append([label, " / ".join("%.0f" % x for x in results[k]), "%.0f" % med[k],
                          "%.2f" % (med[k] / med["curl"]),
                          "%.0f" % (n / (med[k] / 1000.0))])
@@ -159,9 +213,18 @@ def main():
         print("requests per scan: %d (%d list pages); bytes per scan: coding_fdw %s, curl %s; "
               "curl connections opened per run: %s"
               % (len(bodies), n_list, ours_bytes, curl_bytes, connects))
+        print("parse floor bytes per scan: %d" % floor_bytes)
         ratio = med["ours"] / med["curl"]
         print("ratio ours/curl = %.0f ms / %.0f ms = %.2f (target <= 1.3: %s)"
               % (med["ours"], med["curl"], ratio, "met" if ratio <= 1.3 else "NOT met"))
+        # A client that parsed like the floor and then did no more than the
+        # executor does for a local table needs the floor's CPU plus the
+        # local query's on its one core, and at least the floor's wall time.
+        bound = max(med["floor"], median(floor_cpu) + med["local"])
+        print("parse floor CPU: %s ms (median %.0f); best any FDW could do here = max(floor %.0f, "
+              "floor CPU %.0f + local query %.0f) = %.0f ms = %.2f of curl"
+              % (" / ".join("%.0f" % x for x in floor_cpu), median(floor_cpu), med["floor"],
+                 median(floor_cpu), med["local"], bound, bound / med["curl"]))
         print()
 
         # Informational: the same comparison when the server takes LATENCY_MS
