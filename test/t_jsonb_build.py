@@ -31,8 +31,17 @@ from pgtest import Results, psql, scaled, scenario, setup_db
 DB = "t_jsonb_build"
 PAGE = 500
 PAGES = 6
+# The parser's interned-key lookup compares a key's length and its first
+# and last 8 bytes, and the middle only past 16 bytes: keys that share both
+# ends and differ only in the middle, and keys at the lengths where that
+# changes (7/8, 16/17, 64/65: longer keys are not interned), must stay
+# distinct keys.
+EDGE_KEYS = ["abcdefg", "abcdefgh", "abcdefghstuvwxyz", "abcdefgh1stuvwxyz",
+             "abcdefgh2stuvwxyz", "abcdefgh12stuvwxyz", "abcdefgh21stuvwxyz",
+             "abcdefgh" + "m" * 47 + "1stuvwxyz", "abcdefgh" + "m" * 47 + "2stuvwxyz",
+             "abcdefgh" + "m" * 48 + "1stuvwxyz", "abcdefgh" + "m" * 48 + "2stuvwxyz"]
 KEYS = ["a", "b", "Id", "id", "Name", "ab", "ba", "Zz", "zZ", "\u00fc", "\u4e2d\u6587", "",
-        "x" * 10, "Description", "IsSystem"]
+        "x" * 10, "Description", "IsSystem"] + EDGE_KEYS
 STRINGS = ["", "a", "\u7f3a\u9677", "line\nbreak", "quote \" and \\ backslash", "\u00e9t\u00e9",
            "\U0001f680 emoji", "tab\tend", "2024-01-01", "x" * 300]
 NUMBERS = [0, 1, -1, 2 ** 31, -(2 ** 53) + 1, 2 ** 53 - 1, 0.1, 3.25, -0.0, 1e-07, 123456.789,
