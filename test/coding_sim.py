@@ -39,6 +39,8 @@ Control endpoints (no auth, JSON in and out, never rate limited, never logged):
     Fault types: http_500 http_502 http_429 rate_limited auth_failure error delay
     stall_mid_body truncated_json invalid_json wrong_types huge_body drop_connection
     raw_body (HTTP 200 with "body" (text) or "body_b64" (bytes) as given: for fuzzing)
+    chunked (the normal answer with Transfer-Encoding: chunked, no Content-Length,
+    in "chunk" bytes a chunk, default 4096)
 
 The API notes are in /work/shared/coding-api.md.  /work/shared/real-samples/*.json
 holds bodies a real server sent, and those win where the notes disagree.
@@ -2056,7 +2058,7 @@ def load_model(data):
 
 FAULT_TYPES = ("http_500", "http_502", "http_429", "rate_limited", "auth_failure", "error",
                "delay", "stall_mid_body", "truncated_json", "invalid_json", "wrong_types",
-               "huge_body", "drop_connection", "raw_body")
+               "huge_body", "drop_connection", "raw_body", "chunked")
 
 
 class FaultQueue:
@@ -2895,8 +2897,28 @@ class Handler(BaseHTTPRequestHandler):
             self._hard_close()
         elif ftype == "huge_body":
             self._send_huge(data, float(fault.get("mb", 100)), fault.get("style", "string"))
+        elif ftype == "chunked":
+            self._send_chunked(data, int(fault.get("chunk", 4096)))
         else:
             self._send(200, data)
+
+    def _send_chunked(self, data, size):
+        """chunked fault: the answer without a Content-Length, in chunks of ``size``
+        bytes, as servers behind some gateways send it."""
+        reason = self.responses.get(200, ("",))[0]
+        head = [f"HTTP/1.1 200 {reason}", f"Server: {self.server_version}",
+                f"Date: {self.date_time_string()}",
+                "Content-Type: application/json; charset=utf-8", "Transfer-Encoding: chunked"]
+        if self.close_connection:
+            head.append("Connection: close")
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        self._responded = True
+        self._status = 200
+        size = max(1, size)
+        for i in range(0, len(data), size):
+            piece = data[i:i + size]
+            self.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        self.wfile.write(b"0\r\n\r\n")
 
     def _send_huge(self, data, mb, style):
         """huge_body fault: a valid JSON answer padded to ``mb`` MiB, streamed in chunks."""

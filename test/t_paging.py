@@ -220,6 +220,23 @@ def main():
         res.check("RequestLimitExceeded twice on page 3: 1000 rows, retries 2, calls 12",
                   retried("rate_limited", "RequestLimitExceeded"))
 
+        def chunked_pages():
+            # no Content-Length: the receive buffer grows as chunks arrive
+            digest = ("SELECT count(*), md5(string_agg(i::text, '|' ORDER BY code)) "
+                      "FROM p1000.issues i")
+            clear()
+            plain = psql(digest, db=DB)
+            clear()
+            sim.fault(type="chunked", action=LIST, count=0, chunk=4093)
+            got = psql(digest, db=DB)
+            faults = [e["fault"] for e in list_log()]
+            sim.call("DELETE", "/_sim/faults")
+            assert plain.startswith("1000|"), plain
+            assert got == plain, "chunked %s, plain %s" % (got, plain)
+            assert faults == ["chunked"] * 10, faults
+        res.check("every page chunked, no Content-Length: the same 1000 rows, every column",
+                  chunked_pages)
+
         def exhausted(ftype, sqlstate, message):
             def run():
                 clear()

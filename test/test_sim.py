@@ -1097,6 +1097,19 @@ class TestFaults(Base):
         st, body = SIM_A.ctl("POST", "/_sim/fault", {"type": "raw_body"})
         self.assertEqual(st, 400, body)
 
+    def test_chunked(self):
+        """chunked: the normal answer, without a Content-Length, in chunks of the given size."""
+        _st, h, plain = SIM_A.api_raw(self.BODY)
+        self.assertIn("content-length", h)
+        self.fault(type="chunked", chunk=100)
+        st, h, data = SIM_A.api_raw(self.BODY)
+        self.assertEqual(st, 200)
+        self.assertEqual(h.get("transfer-encoding"), "chunked")
+        self.assertNotIn("content-length", h)
+        self.assertGreater(len(data), 1000)
+        self.assertEqual(json.loads(data)["Response"]["Data"], json.loads(plain)["Response"]["Data"])
+        self.normal()
+
     def test_wrong_types(self):
         """wrong_types: numbers become strings, objects become arrays."""
         self.fault(type="wrong_types")
