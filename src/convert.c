@@ -520,6 +520,17 @@ coding_json_is_unset_object(cJSON *value)
 }
 
 /*
+ * exact_integer
+ *		Whether a JSON number is an integer that a double holds exactly
+ *		(|d| < 2^53), so it converts as an int64 with no rounding.
+ */
+static inline bool
+exact_integer(double d)
+{
+	return d == floor(d) && fabs(d) < 9007199254740992.0;
+}
+
+/*
  * number_text
  *		A JSON number as text: integers exactly, others in the shortest form
  *		that reads back to the same double (1.5, not 1.50000000000000000).
@@ -529,7 +540,7 @@ number_text(double d)
 {
 	char	   *buf = palloc(DOUBLE_SHORTEST_DECIMAL_LEN + 1);
 
-	if (d == floor(d) && fabs(d) < 9007199254740992.0)
+	if (exact_integer(d))
 		snprintf(buf, DOUBLE_SHORTEST_DECIMAL_LEN + 1, "%.0f", d);
 	else
 		double_to_shortest_decimal_buf(d, buf);
@@ -621,7 +632,7 @@ jsonb_scalar(cJSON *v, JsonbValue *jv)
 				double		d = v->valuedouble;
 
 				jv->type = jbvNumeric;
-				if (d == floor(d) && fabs(d) < 9007199254740992.0)
+				if (exact_integer(d))
 					jv->val.numeric = int64_to_numeric((int64) d);
 				else
 					jv->val.numeric =
@@ -1195,11 +1206,10 @@ convert_value(CodingColumn *col, cJSON *v, bool *isnull)
 		*isnull = false;
 		if (col->typid == INT4OID && d == floor(d) && d >= PG_INT32_MIN && d <= PG_INT32_MAX)
 			return Int32GetDatum((int32) d);
-		if (col->typid == INT8OID && d == floor(d) && fabs(d) < 9007199254740992.0)
+		if (col->typid == INT8OID && exact_integer(d))
 			return Int64GetDatum((int64) d);
 		/* what numeric_in makes of the integer's spelling */
-		if (col->typid == NUMERICOID && col->typmod < 0 && d == floor(d) &&
-			fabs(d) < 9007199254740992.0)
+		if (col->typid == NUMERICOID && col->typmod < 0 && exact_integer(d))
 			return NumericGetDatum(int64_to_numeric((int64) d));
 		text = number_text(d);
 	}
