@@ -994,22 +994,9 @@ copy_json(cJSON *v)
 		copy->string = v->string;	/* lives as long as the process */
 	else if (v->string)
 		copy->string = pstrdup(v->string);
+	/* appends in constant time (it keeps the last child in child->prev) */
 	for (child = v->child; child != NULL; child = child->next)
-	{
-		cJSON	   *c = copy_json(child);
-
-		if (copy->child == NULL)
-		{
-			copy->child = c;
-			c->prev = c;
-		}
-		else
-		{
-			c->prev = copy->child->prev;
-			copy->child->prev->next = c;
-			copy->child->prev = c;
-		}
-	}
+		cJSON_AddItemToArray(copy, copy_json(child));
 	return copy;
 }
 
