@@ -56,8 +56,9 @@ typedef struct CodingJsonRowFilter
 /*
  * The cJSON tree of data[0..len) (data followed by CODING_JSON_PADDING
  * readable bytes), or NULL if simdjson does not accept it: parse with cJSON
- * then.  With a filter (NULL: none), only the rows' listed keys are built.  The tree is read-only: never cJSON_Delete it; it is freed with the
- * memory the allocator took it from.
+ * then.  With a filter (NULL: none), only the rows' listed keys are built.
+ * The tree is read-only: never cJSON_Delete it; it is freed with the memory
+ * the allocator took it from.
  */
 extern struct cJSON *coding_json_parse_fast(const char *data, size_t len,
 											coding_json_alloc_fn alloc,
