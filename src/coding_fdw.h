@@ -198,6 +198,7 @@ typedef struct CodingColumn
 	FmgrInfo	infunc;
 	Oid			typioparam;
 	int			slot;			/* index of path's first name in "index" */
+	int			fallback_slot;	/* index of fallback's first name, or -1 */
 	struct CodingFieldIndex *index; /* shared by the columns of one scan */
 	struct CodingJsonbCache *jsonb_cache;	/* jsonb columns: recent values */
 	bool		constant_ready; /* team/project: "constant" is made */

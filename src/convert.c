@@ -232,7 +232,7 @@ struct CodingJsonbCache
 	}			entry[JCACHE_ENTRIES];
 };
 
-static void make_field_index(CodingColumn *cols, int ncols);
+static void make_field_index(CodingColumn *cols, int ncols, const char *key_name);
 static cJSON *json_path_from(cJSON *item, List *path, int first);
 
 /*
@@ -325,7 +325,7 @@ coding_make_columns(Relation rel, CodingResource res, Bitmapset *wanted,
 			col->jsonb_cache = palloc0(sizeof(struct CodingJsonbCache));
 		n++;
 	}
-	make_field_index(cols, n);
+	make_field_index(cols, n, res == CODING_RES_MEMBERS ? "Id" : "Code");
 	*ncolumns = n;
 	return cols;
 }
@@ -340,6 +340,10 @@ coding_make_columns(Relation rel, CodingResource res, Bitmapset *wanted,
  *		of every row in the same order, the key at each position is first
  *		compared with the one seen there in the previous row: one
  *		comparison a key while the order holds, a search when it changes.
+ *
+ *		A row view (json_fast.h: the scan's rows left in simdjson's
+ *		document) fills "found" by interned key id instead, through
+ *		slot_of_key, with its scalars written into "scratch".
  */
 #define FIELD_HINTS		64		/* positions remembered */
 #define FIELD_HINT_LEN	48		/* longest key remembered */
@@ -347,40 +351,102 @@ coding_make_columns(Relation rel, CodingResource res, Bitmapset *wanted,
 typedef struct CodingFieldIndex
 {
 	int			nnames;
-	char	  **names;			/* distinct first names of the columns' paths */
+	char	  **names;			/* distinct first names of the columns' paths
+								 * and fallbacks, and the row's key name */
 	cJSON	  **found;			/* this row: first value named names[i], or NULL */
+	int			key_slot;		/* slot of the key an error names the row by */
+	int16	   *slot_of_key;	/* row views: slot of each interned key id, -1 */
+	cJSON	   *scratch;		/* row views: the scalars of the current row */
+	const void *view_hints[CODING_JSON_VIEW_HINTS]; /* row views: keys last seen */
 	int			hint_slot[FIELD_HINTS]; /* slot of the key last seen there, -1 none */
 	const char *hint_key[FIELD_HINTS];	/* that key if interned, else NULL */
 	char		hint_name[FIELD_HINTS][FIELD_HINT_LEN];
 } CodingFieldIndex;
 
+/* index_name: the slot of a name in the index, added if new */
+static int
+index_name(CodingFieldIndex *index, char *name)
+{
+	int			k;
+
+	for (k = 0; k < index->nnames; k++)
+		if (strcmp(index->names[k], name) == 0)
+			return k;
+	index->names[index->nnames] = name;
+	return index->nnames++;
+}
+
 /* make_field_index: the shared index of the field columns of a scan */
 static void
-make_field_index(CodingColumn *cols, int ncols)
+make_field_index(CodingColumn *cols, int ncols, const char *key_name)
 {
 	CodingFieldIndex *index = palloc0(sizeof(CodingFieldIndex));
+	int			maxnames = 2 * ncols + 1;
 	int			i;
 
-	index->names = palloc(sizeof(char *) * Max(ncols, 1));
-	index->found = palloc(sizeof(cJSON *) * Max(ncols, 1));
+	index->names = palloc(sizeof(char *) * maxnames);
+	index->found = palloc(sizeof(cJSON *) * maxnames);
 	for (i = 0; i < ncols; i++)
 	{
 		CodingColumn *col = &cols[i];
-		int			k;
 
 		col->index = index;
-		col->slot = -1;
+		col->slot = col->fallback_slot = -1;
 		if (col->source != COLSRC_FIELD || col->path == NIL)
 			continue;
-		for (k = 0; k < index->nnames; k++)
-			if (strcmp(index->names[k], linitial(col->path)) == 0)
-				break;
-		if (k == index->nnames)
-			index->names[index->nnames++] = linitial(col->path);
-		col->slot = k;
+		col->slot = index_name(index, linitial(col->path));
+		if (col->fallback != NIL)
+			col->fallback_slot = index_name(index, linitial(col->fallback));
 	}
+	index->key_slot = index_name(index, pstrdup(key_name));
 	for (i = 0; i < FIELD_HINTS; i++)
 		index->hint_slot[i] = -1;
+}
+
+/*
+ * view_alloc
+ *		Allocator for the objects and arrays of a row view: the current
+ *		(row) memory context, NULL instead of an error (json_fast.h).
+ */
+static void *
+view_alloc(size_t size)
+{
+	return palloc_extended(size, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+}
+
+/*
+ * index_view
+ *		index_row for a row view.  The map from key ids to slots is made at
+ *		the first row: every name is interned by then, since the parser
+ *		makes row views only once it has interned every key the scan reads.
+ */
+static void
+index_view(CodingFieldIndex *index, cJSON *item)
+{
+	if (index->slot_of_key == NULL)
+	{
+		MemoryContext cxt = GetMemoryChunkContext(index);
+		int16	   *map = MemoryContextAlloc(cxt, sizeof(int16) * CODING_JSON_MAX_KEY_IDS);
+		int			k;
+
+		for (k = 0; k < CODING_JSON_MAX_KEY_IDS; k++)
+			map[k] = -1;
+		for (k = 0; k < index->nnames; k++)
+		{
+			int			id = coding_json_key_id(index->names[k]);
+
+			if (id < 0)
+				elog(ERROR, "coding_fdw: the field \"%s\" of a row view is not interned",
+					 index->names[k]);
+			map[id] = k;
+		}
+		index->scratch = MemoryContextAllocZero(cxt, sizeof(cJSON) * index->nnames);
+		index->slot_of_key = map;
+	}
+	if (!coding_json_view_fields(item, index->slot_of_key, index->scratch, index->found,
+								 index->view_hints, view_alloc))
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+						errmsg("out of memory")));
 }
 
 /* index_row: find every name of the index in one pass over the row's keys */
@@ -393,6 +459,11 @@ index_row(CodingFieldIndex *index, cJSON *item)
 	memset(index->found, 0, sizeof(cJSON *) * index->nnames);
 	if (!cJSON_IsObject(item) || index->nnames == 0)
 		return;
+	if (item->type & CODING_JSON_VIEW)
+	{
+		index_view(index, item);
+		return;
+	}
 	cJSON_ArrayForEach(child, item)
 	{
 		const char *key = child->string ? child->string : "";
@@ -434,15 +505,16 @@ index_row(CodingFieldIndex *index, cJSON *item)
 
 /* field_value: a column's value in the row index_row last saw */
 static cJSON *
-field_value(CodingColumn *col, cJSON *item)
+field_value(CodingColumn *col)
 {
+	cJSON	  **found = col->index->found;
 	cJSON	   *v = NULL;
 
 	/* the first name comes from the index, the rest ("Code" of "Iteration.Code") by name */
-	if (col->slot >= 0 && col->index->found[col->slot] != NULL)
-		v = json_path_from(col->index->found[col->slot], col->path, 1);
-	if (v == NULL && col->fallback)
-		v = coding_json_path(item, col->fallback);
+	if (col->slot >= 0 && found[col->slot] != NULL)
+		v = json_path_from(found[col->slot], col->path, 1);
+	if (v == NULL && col->fallback_slot >= 0 && found[col->fallback_slot] != NULL)
+		v = json_path_from(found[col->fallback_slot], col->fallback, 1);
 	return v;
 }
 
@@ -1262,8 +1334,7 @@ coding_row_to_values(CodingColumn *cols, int ncols, cJSON *item, cJSON *raw,
 	cc.col = NULL;
 	cc.object = res == CODING_RES_ISSUES ? "issue" :
 		res == CODING_RES_ITERATIONS ? "iteration" : "member";
-	cc.key = cJSON_IsObject(item) ?
-		cJSON_GetObjectItemCaseSensitive(item, res == CODING_RES_MEMBERS ? "Id" : "Code") : NULL;
+	cc.key = cols[0].index->found[cols[0].index->key_slot];
 	errcb.callback = convert_error_callback;
 	errcb.arg = &cc;
 	errcb.previous = error_context_stack;
@@ -1288,7 +1359,7 @@ coding_row_to_values(CodingColumn *cols, int ncols, cJSON *item, cJSON *raw,
 				values[idx] = convert_value(col, raw, &nulls[idx]);
 				break;
 			case COLSRC_FIELD:
-				v = field_value(col, item);
+				v = field_value(col);
 				values[idx] = convert_value(col, v, &nulls[idx]);
 				break;
 		}

@@ -892,6 +892,34 @@ rows_path(CodingResource res)
 	return res == CODING_RES_MEMBERS ? members_path : list_path;
 }
 
+/* free_json_doc: the scan's memory is going away, and its parser with it */
+static void
+free_json_doc(void *arg)
+{
+	coding_json_doc_free((CodingJsonDoc *) arg);
+}
+
+/*
+ * scan_json_doc
+ *		A parser of the scan's own (json_fast.h), freed with the current
+ *		memory context (the query's); NULL when out of memory, and rows are
+ *		then built as cJSON nodes.
+ */
+static CodingJsonDoc *
+scan_json_doc(void)
+{
+	CodingJsonDoc *doc = coding_json_doc_create();
+	MemoryContextCallback *cb;
+
+	if (doc == NULL)
+		return NULL;
+	cb = palloc(sizeof(MemoryContextCallback));
+	cb->func = free_json_doc;
+	cb->arg = doc;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+	return doc;
+}
+
 /*
  * row_filter
  *		The keys of a list row this scan reads, so the parser builds only
@@ -899,6 +927,11 @@ rows_path(CodingResource res)
  *		names of the columns' field paths and fallbacks, and the key an
  *		error names the row by.  NULL, to build rows whole, when raw shows
  *		the whole list object.
+ *
+ *		Unless details are merged into the rows (which needs them whole),
+ *		the scan gets its own parser, so that its rows stay in simdjson's
+ *		document as row views and conversion reads them from there: no
+ *		cJSON node is built per value (json_fast.h).
  */
 static const CodingJsonRowFilter *
 row_filter(CodingScanState *ss)
@@ -923,6 +956,8 @@ row_filter(CodingScanState *ss)
 	}
 	keys[nkeys++] = "Code";		/* issues, iterations */
 	keys[nkeys++] = "Id";		/* members */
+	if (!ss->need_detail)
+		filter->doc = scan_json_doc();
 	filter->path = rows_path(ss->tinfo->resource);
 	filter->npath = ROWS_PATH_LEN;
 	filter->keys = keys;
@@ -1257,7 +1292,12 @@ codingIterateForeignScan(ForeignScanState *node)
 			continue;
 		}
 		if (!more_rows(ss))
+		{
+			/* done: the parser's buffers (a page's size times ~3) go now */
+			if (ss->conn->row_filter && ss->conn->row_filter->doc)
+				coding_json_doc_release(ss->conn->row_filter->doc);
 			return ExecClearTuple(slot);
+		}
 		if (ss->request.key_lookup)
 			fetch_key_chunk(ss);
 		else

@@ -25,12 +25,21 @@
  *   - The input must have CODING_JSON_PADDING readable bytes after its end
  *     (simdjson reads in 64-byte blocks); the receive buffer reserves them.
  *
- * The parser object is per process and reused: its buffers (malloc'd by
- * simdjson outside any memory context; about 14 bytes of address space per
- * byte of capacity, of which a 435 kB page touches about 1.3 MB) are
- * allocated once, for half a megabyte, which holds a page of 500 issues.  A larger answer grows them and they are freed after it, and
- * answers above FAST_MAX_BYTES go to cJSON, so a huge answer never keeps
- * (or takes) more than about a hundred megabytes here.
+ * Row views: a scan that reads list rows column by column (no raw column,
+ * no details merged in) parses its pages with a parser of its own
+ * (CodingJsonDoc), and each row of the page stays in simdjson's document;
+ * conversion finds the row's wanted fields there (coding_json_view_fields)
+ * and builds cJSON nodes only for the objects and arrays among them.
+ * Building a node for every value had been about an eighth of a scan.
+ *
+ * The process's own parser is reused: its buffers (malloc'd by simdjson
+ * outside any memory context; about 14 bytes of address space per byte of
+ * capacity, of which a 435 kB page touches about 1.3 MB) are allocated
+ * once, for half a megabyte, which holds a page of 500 issues.  A larger
+ * answer grows them and they are freed after it, and answers above
+ * FAST_MAX_BYTES go to cJSON, so a huge answer never keeps (or takes) more
+ * than about a hundred megabytes here.  A scan's parser keeps its largest
+ * page's buffers until the scan has read its last page or ends.
  */
 #include <simdjson.h>
 
@@ -142,11 +151,45 @@ struct KeyTable
 			*first |= static_cast<uint64_t>(static_cast<unsigned char>(key[i])) << (8 * i);
 	}
 
+	/* holds: whether slot s holds key[0..len), whose words are first, last */
+	static bool holds(const Slot *s, const char *key, size_t len, uint64_t first, uint64_t last)
+	{
+		/* the two words cover a key of up to 16 bytes; past that, its middle */
+		return s->len == len && s->first == first && s->last == last &&
+			(len <= 16 || memcmp(s->key + 8, key + 8, len - 16) == 0);
+	}
+
 	/*
 	 * intern: the interned copy of key and its id (below MAX_KEYS), nullptr
 	 * when not interned; a new key is added only below "limit" keys
 	 */
 	const char *intern(const char *key, size_t len, int *id, size_t limit)
+	{
+		const Slot *s = find(key, len, limit);
+
+		if (s == nullptr)
+			return nullptr;
+		*id = s->id;
+		return s->key;
+	}
+
+	/*
+	 * expect: the slot of key when "guess" holds it (no hashing, and a slot
+	 * just used is in cache), else as intern finds it without adding one
+	 */
+	const Slot *expect(const Slot *guess, const char *key, size_t len)
+	{
+		uint64_t	first;
+		uint64_t	last;
+
+		if (guess == nullptr || len > MAX_KEY_LEN)
+			return find(key, len, 0);
+		key_words(key, len, &first, &last);
+		return holds(guess, key, len, first, last) ? guess : find(key, len, 0);
+	}
+
+	/* find: the slot of key, added below "limit" keys; nullptr: not interned */
+	const Slot *find(const char *key, size_t len, size_t limit)
 	{
 		uint64_t	first;
 		uint64_t	last;
@@ -172,23 +215,42 @@ struct KeyTable
 				s->first = first;
 				s->last = last;
 				s->len = static_cast<uint16_t>(len);
-				s->id = static_cast<uint16_t>(nkeys);
+				s->id = static_cast<uint16_t>(nkeys++);
 				s->key = copy;
-				*id = static_cast<int>(nkeys++);
-				return copy;
+				return s;
 			}
-			/* the two words cover a key of up to 16 bytes; past that, its middle */
-			if (s->len == len && s->first == first && s->last == last &&
-				(len <= 16 || memcmp(s->key + 8, key + 8, len - 16) == 0))
-			{
-				*id = s->id;
-				return s->key;
-			}
+			if (holds(s, key, len, first, last))
+				return s;
 		}
 	}
 };
 
+static_assert(KeyTable::MAX_KEYS == CODING_JSON_MAX_KEY_IDS,
+			  "json_fast.h must tell readers how many key ids there are");
+
 static KeyTable *key_table = nullptr;
+
+/*
+ * CodingJsonDoc (json_fast.h)
+ *		One scan's parser.  Its document holds the scan's current page; the
+ *		page's row views point into it.
+ */
+struct CodingJsonDoc
+{
+	dom::parser parser;
+};
+
+/*
+ * RowView
+ *		What a row view's node points at (through its valuedouble's bits,
+ *		which no cJSON function follows): the row object in the document,
+ *		and whether the document's strings may hold a NUL.
+ */
+struct RowView
+{
+	dom::object object;
+	bool		may_have_nul;
+};
 
 /*
  * Filter
@@ -201,6 +263,12 @@ struct Filter
 	unsigned char wanted[KeyTable::MAX_KEYS / 8] = {};
 
 	explicit Filter(const CodingJsonRowFilter *f) : spec(f) {}
+
+	/* rows become row views (the answer is parsed with a scan's own parser) */
+	bool		views() const
+	{
+		return spec->doc != nullptr;
+	}
 
 	/* ready: intern the row keys; false (build everything) if one cannot be */
 	bool		ready()
@@ -236,10 +304,12 @@ static const int LEVEL_ALL = -1;	/* no filter, or off its path: everything */
 struct Arena
 {
 	coding_json_alloc_fn alloc;
+	size_t		chunk_size;
 	char	   *next = nullptr;
 	size_t		left = 0;
 
-	explicit Arena(coding_json_alloc_fn fn) : alloc(fn) {}
+	explicit Arena(coding_json_alloc_fn fn, size_t chunk = CHUNK_SIZE) :
+		alloc(fn), chunk_size(chunk) {}
 
 	/* take: n bytes aligned for a cJSON node, or nullptr when out of memory */
 	void	   *take(size_t n)
@@ -247,15 +317,15 @@ struct Arena
 		n = (n + 15) & ~static_cast<size_t>(15);
 		if (n > left)
 		{
-			if (n > CHUNK_SIZE / 4)
+			if (n > chunk_size / 4)
 				return alloc(n);	/* a big string: a block of its own */
-			next = static_cast<char *>(alloc(CHUNK_SIZE));
+			next = static_cast<char *>(alloc(chunk_size));
 			if (next == nullptr)
 			{
 				left = 0;
 				return nullptr;
 			}
-			left = CHUNK_SIZE;
+			left = chunk_size;
 		}
 		void	   *p = next;
 
@@ -341,7 +411,8 @@ append(cJSON *parent, cJSON *child)
  *		The cJSON node for one simdjson element, nullptr when out of memory.
  *		level: LEVEL_ALL, or how many keys of the filter's path lead here
  *		(filter is then set); at the path's end the element is the array of
- *		rows; a row (level npath + 1) keeps only the wanted keys.
+ *		rows; a row (level npath + 1) keeps only the wanted keys, or is a
+ *		row view, with no children, when the filter asks for views.
  */
 static cJSON *
 build(dom::element e, Arena &arena, const Filter *filter, int level)
@@ -375,6 +446,18 @@ build(dom::element e, Arena &arena, const Filter *filter, int level)
 			node->type = cJSON_Object;
 			if (e.get_object().get(object) != SUCCESS)
 				return nullptr;
+			if (level != LEVEL_ALL && level == npath + 1 && filter->views())
+			{
+				RowView    *view = static_cast<RowView *>(arena.take(sizeof(RowView)));
+
+				if (view == nullptr)
+					return nullptr;
+				new (view) RowView{object, arena.may_have_nul};
+				static_assert(sizeof(view) <= sizeof(node->valuedouble), "a pointer fits");
+				memcpy(&node->valuedouble, &view, sizeof(view));
+				node->type |= CODING_JSON_VIEW;
+				break;
+			}
 			for (dom::key_value_pair field : object)
 			{
 				size_t		klen = arena.text_len(field.key);
@@ -467,26 +550,29 @@ coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc,
 					   const CodingJsonRowFilter *filter)
 {
 	cJSON	   *root = nullptr;
+	bool		own_parser = filter != nullptr && filter->doc != nullptr;
 
 	if (len > FAST_MAX_BYTES)
 		return nullptr;
 	try
 	{
 		dom::element doc;
+		dom::parser *parser;
 
-		if (fast_parser == nullptr)
+		if (!own_parser && fast_parser == nullptr)
 		{
 			fast_parser = new (std::nothrow) dom::parser();
 			if (fast_parser == nullptr)
 				return nullptr;
 		}
+		parser = own_parser ? &filter->doc->parser : fast_parser;
 		/* grow only: parse() would otherwise reallocate with its own depth */
-		if (fast_parser->capacity() < len &&
-			fast_parser->allocate(std::max(len, MIN_CAPACITY), NESTING_LIMIT) != SUCCESS)
+		if (parser->capacity() < len &&
+			parser->allocate(std::max(len, MIN_CAPACITY), NESTING_LIMIT) != SUCCESS)
 			return nullptr;
 		if (key_table == nullptr)
 			key_table = new (std::nothrow) KeyTable();	/* nullptr: keys are copied */
-		if (fast_parser->parse(data, len, false).get(doc) == SUCCESS)
+		if (parser->parse(data, len, false).get(doc) == SUCCESS)
 		{
 			Arena		arena(alloc);
 
@@ -502,10 +588,151 @@ coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc,
 	{
 		root = nullptr;
 	}
-	if (len > KEEP_PARSER_MAX)
+	/* a scan's parser keeps its document: its rows are read from it */
+	if (!own_parser && len > KEEP_PARSER_MAX)
 	{
 		delete fast_parser;
 		fast_parser = nullptr;
 	}
 	return root;
+}
+
+/*
+ * coding_json_doc_create
+ *		A parser for one scan (json_fast.h).  It allocates its buffers at
+ *		the first parse.
+ */
+extern "C" CodingJsonDoc *
+coding_json_doc_create(void)
+{
+	try
+	{
+		return new (std::nothrow) CodingJsonDoc();
+	}
+	catch (...)
+	{
+		return nullptr;
+	}
+}
+
+/*
+ * coding_json_doc_release
+ *		Give back a scan's parser buffers (a scan read to its end keeps them
+ *		no longer, though the query may still hold the scan); the next parse
+ *		allocates them again.  Its views must not be read again.
+ */
+extern "C" void
+coding_json_doc_release(CodingJsonDoc *doc)
+{
+	doc->parser = dom::parser();	/* the old buffers go with the old parser */
+}
+
+/* coding_json_doc_free: the scan is over; its views must not be read again */
+extern "C" void
+coding_json_doc_free(CodingJsonDoc *doc)
+{
+	delete doc;
+}
+
+/* coding_json_key_id: a key's id in the key table, -1 if not interned */
+extern "C" int
+coding_json_key_id(const char *key)
+{
+	int			id = -1;
+
+	/* a limit of 0 keys: find, never add */
+	if (key_table == nullptr || key_table->intern(key, strlen(key), &id, 0) == nullptr)
+		return -1;
+	return id;
+}
+
+/*
+ * coding_json_view_fields
+ *		The wanted fields of a row view (json_fast.h): what build() would
+ *		have made of them, without a node for each.  Scalars go into the
+ *		caller's scratch nodes, strings pointing into the document (simdjson
+ *		ends each with a NUL); objects and arrays are built, in small
+ *		chunks, since a row's memory is reset per row.
+ */
+extern "C" bool
+coding_json_view_fields(const cJSON *row, const int16_t *slot_of_key, cJSON *scratch,
+						cJSON **found, const void **hints, coding_json_alloc_fn alloc)
+{
+	RowView    *view;
+	size_t		pos = 0;
+
+	memcpy(&view, &row->valuedouble, sizeof(view));
+	if (key_table == nullptr)
+		return true;			/* no view is made without one */
+	try
+	{
+		Arena		arena(alloc, 4096);
+
+		arena.may_have_nul = view->may_have_nul;
+		for (dom::key_value_pair field : view->object)
+		{
+			size_t		klen = arena.text_len(field.key);
+			const KeyTable::Slot *key;
+			int			slot;
+			cJSON	   *node;
+			std::string_view str;
+
+			/* rows repeat their keys in the same order: try the last row's first */
+			if (pos < CODING_JSON_VIEW_HINTS)
+			{
+				key = key_table->expect(static_cast<const KeyTable::Slot *>(hints[pos]),
+										field.key.data(), klen);
+				hints[pos++] = key;
+			}
+			else
+				key = key_table->find(field.key.data(), klen, 0);
+			if (key == nullptr || (slot = slot_of_key[key->id]) < 0 || found[slot] != nullptr)
+				continue;
+			node = &scratch[slot];
+			switch (field.value.type())
+			{
+				case dom::element_type::ARRAY:
+				case dom::element_type::OBJECT:
+					node = build(field.value, arena, nullptr, LEVEL_ALL);
+					if (node == nullptr)
+						return false;
+					break;
+				case dom::element_type::INT64:
+					memset(node, 0, sizeof(cJSON));
+					set_number(node, (double) field.value.get_int64().value_unsafe());
+					break;
+				case dom::element_type::UINT64:
+					memset(node, 0, sizeof(cJSON));
+					set_number(node, (double) field.value.get_uint64().value_unsafe());
+					break;
+				case dom::element_type::DOUBLE:
+					memset(node, 0, sizeof(cJSON));
+					set_number(node, field.value.get_double().value_unsafe());
+					break;
+				case dom::element_type::STRING:
+					memset(node, 0, sizeof(cJSON));
+					str = field.value.get_string().value_unsafe();
+					node->type = cJSON_String;
+					node->valuestring = const_cast<char *>(str.data());
+					node->valueint = static_cast<int>(arena.text_len(str));
+					break;
+				case dom::element_type::BOOL:
+					memset(node, 0, sizeof(cJSON));
+					node->type = field.value.get_bool().value_unsafe() ? cJSON_True : cJSON_False;
+					break;
+				case dom::element_type::NULL_VALUE:
+					memset(node, 0, sizeof(cJSON));
+					node->type = cJSON_NULL;
+					break;
+			}
+			node->type |= CODING_JSON_UTF8;
+			node->string = const_cast<char *>(key->key);
+			found[slot] = node;
+		}
+	}
+	catch (...)
+	{
+		return false;
+	}
+	return true;
 }

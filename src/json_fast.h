@@ -23,6 +23,12 @@
 /* (so such a node's valuestring must never be changed: trees are read-only) */
 
 /*
+ * Type flag of a row view (see CodingJsonDoc): an object node with no
+ * children whose fields are read with coding_json_view_fields.
+ */
+#define CODING_JSON_VIEW (1 << 13)
+
+/*
  * Interned object keys: one copy of each distinct key for the life of the
  * process, in one static block, so equal interned keys are equal pointers.
  * Whether a key is interned is told by its address, not by a flag: cJSON's
@@ -36,6 +42,18 @@ extern const char *const coding_json_key_store;
 
 /* Allocator for the tree: returns NULL when out of memory, never raises. */
 typedef void *(*coding_json_alloc_fn) (size_t size);
+
+/* Interned keys have ids below this (coding_json_key_id). */
+#define CODING_JSON_MAX_KEY_IDS 2048
+
+/*
+ * A scan's own parser.  Parsed with one, a list answer's rows are row views
+ * (CODING_JSON_VIEW): their fields stay in simdjson's document and are read
+ * from there, with no cJSON node built for them, until the next answer is
+ * parsed with the same CodingJsonDoc.  A scan owns one so that no other
+ * parse can overwrite the document while its page's rows are converted.
+ */
+typedef struct CodingJsonDoc CodingJsonDoc;
 
 /*
  * Which keys of a list answer's rows a scan reads.  Rows are the elements
@@ -51,6 +69,7 @@ typedef struct CodingJsonRowFilter
 	int			npath;
 	const char *const *keys;
 	int			nkeys;
+	CodingJsonDoc *doc;			/* not NULL: parse with it into row views */
 } CodingJsonRowFilter;
 
 /*
@@ -63,5 +82,27 @@ typedef struct CodingJsonRowFilter
 extern struct cJSON *coding_json_parse_fast(const char *data, size_t len,
 											coding_json_alloc_fn alloc,
 											const CodingJsonRowFilter *filter);
+
+/* A new parser for one scan, NULL when out of memory; freed with the next. */
+extern CodingJsonDoc *coding_json_doc_create(void);
+extern void coding_json_doc_free(CodingJsonDoc *doc);
+extern void coding_json_doc_release(CodingJsonDoc *doc);
+
+/* The id of an interned key, -1 if the key is not interned. */
+extern int	coding_json_key_id(const char *key);
+
+/*
+ * Find the wanted fields of a row view: for each field whose key id k has
+ * slot_of_key[k] >= 0, found[slot] is the field's value (the first of
+ * duplicate keys wins): a scalar is written into scratch[slot] (its string
+ * points into the document), an object or array is built as a cJSON tree
+ * with alloc.  Slots not found are left as they are.  hints: the caller's
+ * CODING_JSON_VIEW_HINTS pointers, NULL at first, kept from row to row (they
+ * remember the keys at each position).  Returns false when out of memory.
+ */
+#define CODING_JSON_VIEW_HINTS 64
+extern bool coding_json_view_fields(const struct cJSON *row, const int16_t *slot_of_key,
+									struct cJSON *scratch, struct cJSON **found,
+									const void **hints, coding_json_alloc_fn alloc);
 
 #endif							/* CODING_JSON_FAST_H */

@@ -237,6 +237,31 @@ def main():
         res.check("every page chunked, no Content-Length: the same 1000 rows, every column",
                   chunked_pages)
 
+        def interleaved_scans():
+            # A scan's rows are read from its page's parsed document until
+            # the next page (row views): two scans whose pages interleave
+            # must each keep their own.  The outer scan returns a row, the
+            # inner one is rescanned (five pages), then the outer one goes
+            # on through the rest of its page.
+            q = ("SELECT count(*), md5(string_agg(concat_ws(':', a.code, a.name, a.updated_at, "
+                 "a.labels, b.code, b.name, b.updated_at, b.labels), '|' "
+                 "ORDER BY a.code, b.code)) "
+                 "FROM p1000.issues a JOIN p499.issues b ON b.code % 100 = a.code % 100 "
+                 "WHERE a.code % 50 = 0")
+            nested = ("SET enable_hashjoin = off; SET enable_mergejoin = off; "
+                      "SET enable_material = off; SET coding_fdw.fast_json = %s; ")
+            plan = psql(nested % "on" + "EXPLAIN (COSTS OFF) " + q, db=DB)
+            assert "Nested Loop" in plan and "Materialize" not in plan, plan
+            clear()
+            got = psql(nested % "on" + q, db=DB)
+            # outer: 10 pages of 100; inner: 5 pages for each of 20 outer rows
+            assert list_calls() == 10 + 20 * 5, "%d list calls" % list_calls()
+            want = psql(nested % "off" + q, db=DB)
+            assert want.startswith("90|"), want
+            assert got == want, "parsed with simdjson %s, with cJSON %s" % (got, want)
+        res.check("nested loop of two scans, inner rescanned mid-page: each scan reads its "
+                  "own page (same rows as with cJSON)", interleaved_scans)
+
         def exhausted(ftype, sqlstate, message):
             def run():
                 clear()
