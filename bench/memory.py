@@ -6,7 +6,9 @@ issues (1,000 and 10,000 with --quick).  Each scan runs in a FRESH backend
 (its own psql session) that converts every list column of every row plus
 raw (as test/t_memory.py does: sum(length(row::text)) over a subquery),
 then reads its own peak resident set size, VmHWM, from /proc/self/status
-with pg_read_file in the same session.  A fresh backend that only ran
+with pg_read_file in the same session.  The same again without raw, where
+the scan reads its rows in place from its own parser's document (row
+views, bench/README.md benchmark 2).  A fresh backend that only ran
 SELECT 1 gives the baseline.  Each measurement is repeated 3 times and the
 median reported.  A streaming scan keeps one page: the ratio large/small
 should stay near 1 (target <= 2); buffering the table would need hundreds
@@ -24,7 +26,7 @@ COLUMNS = ("team, project, code, type, parent_type, name, description, issue_sta
            "issue_status_name, issue_status_type, priority, assignee_id, assignees, creator_id, "
            "iteration_id, iteration_code, start_date, due_date, created_at, updated_at, "
            "completed_at, working_hours, story_point, issue_type_id, issue_type_detail, labels, "
-           "custom_fields, parent_code, raw")
+           "custom_fields, parent_code")
 HWM = "SELECT substring(pg_read_file('/proc/self/status') from 'VmHWM:\\s+(\\d+)');"
 
 
@@ -48,39 +50,47 @@ def main():
         psql("CREATE SCHEMA large; IMPORT FOREIGN SCHEMA large LIMIT TO (issues) "
              "FROM SERVER coding INTO large", db=DB)
         scans = {}
-        for name, tab, n in (("small", "coding.issues", small), ("large", "large.issues", large)):
-            scans[name] = ("SELECT count(*), sum(length(t::text)) FROM (SELECT %s FROM %s) t"
-                           % (COLUMNS, tab), n)
-            progress("warm-up scan of %d issues" % n)
-            psql(scans[name][0], db=DB)
-        res = {"baseline": [], "small": [], "large": []}
+        variants = (("", ", raw", "every list column + raw"),
+                    ("views ", "", "every list column (rows read in place)"))
+        for prefix, extra, _ in variants:
+            for name, tab, n in (("small", "coding.issues", small),
+                                 ("large", "large.issues", large)):
+                scans[prefix + name] = (
+                    "SELECT count(*), sum(length(t::text)) FROM (SELECT %s%s FROM %s) t"
+                    % (COLUMNS, extra, tab), n)
+                progress("warm-up scan of %d issues%s" % (n, extra))
+                psql(scans[prefix + name][0], db=DB)
+        res = {"baseline": []}
+        res.update({k: [] for k in scans})
         for r in range(RUNS):
             res["baseline"].append(peak(None)[1])
-            for name in ("small", "large"):
-                sql, n = scans[name]
+            for key, (sql, n) in scans.items():
                 count, hwm = peak(sql)
                 if count != n:
-                    raise RuntimeError("%s scan returned %d rows, expected %d" % (name, count, n))
-                res[name].append(hwm)
-            progress("run %d/%d: baseline %d kB, %d issues %d kB, %d issues %d kB"
-                     % (r + 1, RUNS, res["baseline"][-1], small, res["small"][-1], large,
-                        res["large"][-1]))
+                    raise RuntimeError("%s scan returned %d rows, expected %d" % (key, count, n))
+                res[key].append(hwm)
+            progress("run %d/%d: baseline %d kB, %s" % (
+                r + 1, RUNS, res["baseline"][-1],
+                ", ".join("%s %d kB" % (k, v[-1]) for k, v in res.items() if k != "baseline")))
         med = {k: median(v) for k, v in res.items()}
         rows = [["fresh backend, SELECT 1 (baseline)", " / ".join(map(str, res["baseline"])),
                  "%d" % med["baseline"], "", ""]]
-        for name, n in (("small", small), ("large", large)):
-            rows.append(["scan of %d issues, every list column + raw" % n,
-                         " / ".join(map(str, res[name])), "%d" % med[name],
-                         "%+d" % (med[name] - med["baseline"]),
-                         "%.3f" % (med[name] / med["small"])])
+        for prefix, _, label in variants:
+            for name, n in (("small", small), ("large", large)):
+                key = prefix + name
+                rows.append(["scan of %d issues, %s" % (n, label),
+                             " / ".join(map(str, res[key])), "%d" % med[key],
+                             "%+d" % (med[key] - med["baseline"]),
+                             "%.3f" % (med[key] / med[prefix + "small"])])
         print(table(["backend", "VmHWM runs (kB)", "median (kB)", "over baseline (kB)",
                      "ratio to %d" % small], rows, ["<", "<", ">", ">", ">"]))
         print()
-        ratio = med["large"] / med["small"]
-        print("ratio %d/%d issues = %d kB / %d kB = %.3f (target <= 2: %s); growth %+d kB for "
-              "%dx the rows" % (large, small, med["large"], med["small"], ratio,
-                                "met" if ratio <= 2 else "NOT met",
-                                med["large"] - med["small"], large // small))
+        for prefix, _, label in variants:
+            lo, hi = med[prefix + "small"], med[prefix + "large"]
+            print("%s: ratio %d/%d issues = %d kB / %d kB = %.3f (target <= 2: %s); growth %+d kB "
+                  "for %dx the rows" % (label, large, small, hi, lo, hi / lo,
+                                        "met" if hi / lo <= 2 else "NOT met", hi - lo,
+                                        large // small))
         print()
     finally:
         sim.stop()

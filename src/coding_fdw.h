@@ -222,6 +222,7 @@ extern const CodingKnownColumn *coding_known_columns(CodingResource res,
 													 int *ncolumns);
 extern CodingColumn *coding_make_columns(Relation rel, CodingResource res,
 										 Bitmapset *wanted, int *ncolumns);
+extern void coding_report_jsonb_caches(CodingColumn *cols, int ncols);
 extern void coding_row_to_values(CodingColumn *cols, int ncols,
 								 cJSON *item, cJSON *raw, CodingConnInfo *conn,
 								 CodingResource res,

@@ -225,6 +225,7 @@ struct CodingJsonbCache
 	uint32		lookups;
 	uint32		hits;
 	bool		off;			/* values did not repeat enough */
+	uint64		fingerprint[JCACHE_ENTRIES];	/* json_fingerprint of each entry */
 	struct
 	{
 		cJSON	   *source;		/* a copy of the value */
@@ -1073,6 +1074,66 @@ copy_json(cJSON *v)
 }
 
 /*
+ * fingerprint_into
+ *		Mix a value into *h: its type, its children's count (up to 64) and,
+ *		while *leaves lasts, its first scalars.  Only what same_json compares
+ *		goes in (no key addresses: equal keys may be two copies), and zeros
+ *		of either sign mix alike, since they compare equal.
+ */
+static void
+fingerprint_into(cJSON *v, uint64 *h, int *leaves)
+{
+	uint64		x = 0;
+	cJSON	   *child;
+	double		d;
+	size_t		len;
+
+	switch (JTYPE(v))
+	{
+		case cJSON_Number:
+			d = v->valuedouble == 0 ? 0.0 : v->valuedouble;
+			memcpy(&x, &d, sizeof(x));
+			(*leaves)--;
+			break;
+		case cJSON_String:
+			len = (v->type & CODING_JSON_UTF8) ? (size_t) v->valueint : strlen(v->valuestring);
+			memcpy(&x, v->valuestring, Min(len, sizeof(x)));
+			x ^= len << 56;
+			(*leaves)--;
+			break;
+		case cJSON_Array:
+		case cJSON_Object:
+			for (child = v->child; child != NULL && x < 64; child = child->next)
+			{
+				if (*leaves > 0)
+					fingerprint_into(child, h, leaves);
+				x++;
+			}
+			break;
+		default:
+			break;
+	}
+	*h = (*h ^ (x + JTYPE(v))) * UINT64CONST(0x9E3779B97F4A7C15);
+}
+
+/*
+ * json_fingerprint
+ *		A summary of a value that is equal for values same_json finds equal,
+ *		so the cache passes over a remembered value unlike this one with one
+ *		integer comparison instead of a walk through both: most lookups meet
+ *		several such values before their own, or miss.
+ */
+static uint64
+json_fingerprint(cJSON *v)
+{
+	uint64		h = 0;
+	int			leaves = 4;
+
+	fingerprint_into(v, &h, &leaves);
+	return h;
+}
+
+/*
  * cached_jsonb
  *		The jsonb of an object or array of a jsonb column, from the column's
  *		cache when the value was seen lately.  A cached Datum is shared by
@@ -1086,21 +1147,25 @@ cached_jsonb(CodingColumn *col, cJSON *v)
 	struct CodingJsonbCache *c = col->jsonb_cache;
 	MemoryContext old;
 	Datum		result;
+	uint64		fingerprint;
 	int			i;
 
 	if (c == NULL || c->off)
 		return cjson_to_jsonb(v);
 	c->lookups++;
+	fingerprint = json_fingerprint(v);
 	for (i = 0; i < c->nentries; i++)
-		if (same_json(c->entry[i].source, v))
+		if (c->fingerprint[i] == fingerprint && same_json(c->entry[i].source, v))
 		{
 			cJSON	   *source = c->entry[i].source;
 
 			result = c->entry[i].jsonb;
 			/* most recently used first: the frequent values are met early */
 			memmove(&c->entry[1], &c->entry[0], sizeof(c->entry[0]) * i);
+			memmove(&c->fingerprint[1], &c->fingerprint[0], sizeof(uint64) * i);
 			c->entry[0].source = source;
 			c->entry[0].jsonb = result;
+			c->fingerprint[0] = fingerprint;
 			c->hits++;
 			return result;
 		}
@@ -1128,12 +1193,37 @@ cached_jsonb(CodingColumn *col, cJSON *v)
 	/* the least recently used value makes room */
 	c->nentries = Min(c->nentries + 1, JCACHE_ENTRIES);
 	memmove(&c->entry[1], &c->entry[0], sizeof(c->entry[0]) * (c->nentries - 1));
+	memmove(&c->fingerprint[1], &c->fingerprint[0], sizeof(uint64) * (c->nentries - 1));
+	c->fingerprint[0] = fingerprint;
 	old = MemoryContextSwitchTo(c->cxt);
 	c->entry[0].source = copy_json(v);
 	c->entry[0].jsonb = datumCopy(result, false, -1);
 	MemoryContextSwitchTo(old);
 	c->copies++;
 	return result;
+}
+
+/*
+ * coding_report_jsonb_caches
+ *		At DEBUG1, how often each jsonb column of a scan found its value in
+ *		its cache, so that a cache that stopped hitting can be seen (and is
+ *		tested: it would only make scans slower, never wrong).
+ */
+void
+coding_report_jsonb_caches(CodingColumn *cols, int ncols)
+{
+	int			i;
+
+	if (!message_level_is_interesting(DEBUG1))
+		return;
+	for (i = 0; i < ncols; i++)
+	{
+		struct CodingJsonbCache *c = cols[i].jsonb_cache;
+
+		if (c != NULL && c->lookups > 0)
+			elog(DEBUG1, "coding_fdw: jsonb column \"%s\": %u of %u values from the cache%s",
+				 cols[i].colname, c->hits, c->lookups, c->off ? " (stopped: too few repeats)" : "");
+	}
 }
 
 /*

@@ -1346,6 +1346,7 @@ codingEndForeignScan(ForeignScanState *node)
 
 	if (ss == NULL)
 		return;
+	coding_report_jsonb_caches(ss->cols, ss->ncols);
 	MemoryContextDelete(ss->ahead_cxt);
 	MemoryContextDelete(ss->request_cxt);
 	MemoryContextDelete(ss->page_cxt);

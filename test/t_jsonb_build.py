@@ -211,6 +211,45 @@ def main():
         res.check("the jsonb columns without raw (simdjson's rows read in place, no tree "
                   "built for them) equal jsonb_in's", lambda: compare(True, with_raw=False))
 
+        def cache_hits(fast):
+            # Every row has the same IssueTypeDetail (but for the sign of a
+            # zero, which compares equal) and one of two Labels arrays: after
+            # the first sight of each, every value comes from the column's
+            # cache.  A cache that stopped hitting would only make scans
+            # slower, so the DEBUG1 report is what shows it.
+            detail = '{"Id":7,"Name":"需求 \\"A\\"","IsSystem":true,"Tags":[1,%s,"x"],"Z":null}'
+            label_sets = ('[{"Id":1,"Name":"bug","Color":"#ff0000"}]',
+                          '[{"Id":2,"Name":"ui","Color":"#00ff00"},{"Id":0,"Name":"","Color":""}]')
+            rows = ",".join('{"Code":%d,"Type":"DEFECT","IssueTypeDetail":%s,"Labels":%s}'
+                            % (i + 1, detail % ("-0.0" if i % 3 else "0"), label_sets[i % 2])
+                            for i in range(PAGE))
+            sim.call("DELETE", "/_sim/faults")
+            body = ('{"Response":{"Data":{"PageNumber":1,"PageSize":%d,"TotalPage":1,'
+                    '"TotalCount":%d,"List":[%s]},"RequestId":"t-jsonb-cache"}}'
+                    % (PAGE, PAGE, rows))
+            sim.fault(type="raw_body", action="DescribeIssueListWithPage",
+                      body_b64=base64.b64encode(body.encode("utf-8")).decode())
+            r = subprocess.run(
+                ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", DB, "-c",
+                 "SET coding_fdw.fast_json = %s; SET client_min_messages = debug1; "
+                 "SELECT count(DISTINCT issue_type_detail), count(DISTINCT labels) "
+                 "FROM coding.issues" % ("on" if fast else "off")],
+                capture_output=True, text=True, timeout=scaled(120))
+            assert r.returncode == 0, r.stderr
+            assert r.stdout.strip() == "1|2", r.stdout
+            report = sorted(l.split("DEBUG:  ")[1] for l in r.stderr.splitlines()
+                            if "values from the cache" in l)
+            assert report == [
+                'coding_fdw: jsonb column "issue_type_detail": %d of %d values from the cache'
+                % (PAGE - 1, PAGE),
+                'coding_fdw: jsonb column "labels": %d of %d values from the cache'
+                % (PAGE - 2, PAGE)], report
+
+        res.check("the jsonb cache: %d rows repeating one IssueTypeDetail and two Labels "
+                  "values hit it %d and %d times (DEBUG1 report), simdjson"
+                  % (PAGE, PAGE - 1, PAGE - 2), lambda: cache_hits(True))
+        res.check("the same with cJSON alone", lambda: cache_hits(False))
+
         def few_columns():
             # without raw, simdjson builds only the row keys the scan reads:
             # a fallback path (Assignee.Id) and a nested one (Iteration.Code)
