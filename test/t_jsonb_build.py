@@ -250,6 +250,27 @@ def main():
                   % (PAGE, PAGE - 1, PAGE - 2), lambda: cache_hits(True))
         res.check("the same with cJSON alone", lambda: cache_hits(False))
 
+        def nul_in_strings(fast):
+            # cJSON ends a string at an escaped NUL; simdjson keeps the rest,
+            # so the text read in place must stop there too (text output
+            # would hide the extra bytes: octet_length does not)
+            rows = ",".join('{"Code":%d,"Type":"DEFECT","Name":"a\\u0000bc","Description":'
+                            '"\\u0000x","IssueStatusName":"ok","Labels":["l\\u0000m"]}' % (i + 1)
+                            for i in range(3))
+            sim.call("DELETE", "/_sim/faults")
+            body = ('{"Response":{"Data":{"PageNumber":1,"PageSize":%d,"TotalPage":1,'
+                    '"TotalCount":3,"List":[%s]},"RequestId":"t-jsonb-nul"}}' % (PAGE, rows))
+            sim.fault(type="raw_body", action="DescribeIssueListWithPage",
+                      body_b64=base64.b64encode(body.encode("utf-8")).decode())
+            out = psql("SET coding_fdw.fast_json = %s; SELECT octet_length(name), "
+                       "octet_length(description), octet_length(issue_status_name), labels::text "
+                       "FROM coding.issues" % ("on" if fast else "off"), db=DB)
+            assert out.split("\n") == ['1|0|2|["l"]'] * 3, out
+
+        res.check("strings with an escaped NUL end there, read in place (simdjson)",
+                  lambda: nul_in_strings(True))
+        res.check("the same with cJSON alone", lambda: nul_in_strings(False))
+
         def few_columns():
             # without raw, simdjson builds only the row keys the scan reads:
             # a fallback path (Assignee.Id) and a nested one (Iteration.Code)
