@@ -6,6 +6,7 @@
 #ifndef CODING_JSON_FAST_H
 #define CODING_JSON_FAST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -83,7 +84,11 @@ extern struct cJSON *coding_json_parse_fast(const char *data, size_t len,
 											coding_json_alloc_fn alloc,
 											const CodingJsonRowFilter *filter);
 
-/* A new parser for one scan, NULL when out of memory; freed with the next. */
+/*
+ * A new parser for one scan (NULL when out of memory), its end, and the
+ * return of its buffers once the scan has read its last page (the next
+ * parse allocates them again); after either, its views are not read again.
+ */
 extern CodingJsonDoc *coding_json_doc_create(void);
 extern void coding_json_doc_free(CodingJsonDoc *doc);
 extern void coding_json_doc_release(CodingJsonDoc *doc);
