@@ -16,9 +16,12 @@
 
 #include "access/stratnum.h"
 #include "access/sysattr.h"
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "commands/defrem.h"
 #include "commands/explain.h"
+#include "commands/vacuum.h"
+#include "common/pg_prng.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
@@ -304,6 +307,9 @@ codingGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
 	}
 
 	ps->remote_total = known_total(ps->conn, ps->tinfo);
+	/* else what ANALYZE found (pg_class.reltuples; -1 if never analyzed) */
+	if (ps->remote_total < 0 && baserel->tuples >= 0)
+		ps->remote_total = baserel->tuples;
 	if (ps->remote_total < 0)
 		ps->remote_total = ps->tinfo->resource == CODING_RES_ISSUES ?
 			DEFAULT_ISSUE_ROWS : DEFAULT_OTHER_ROWS;
@@ -1353,6 +1359,155 @@ codingEndForeignScan(ForeignScanState *node)
 	MemoryContextDelete(ss->row_cxt);
 }
 
+/*
+ * sample_page
+ *		Fetch one page of the listing for ANALYZE and add its rows to the
+ *		sample: the first targrows rows, then each later row replaces a
+ *		random one with probability targrows / rows seen (a reservoir, so
+ *		every row seen is equally likely to stay).
+ */
+static void
+sample_page(CodingScanState *ss, Relation rel, HeapTuple *rows, int targrows,
+			int *numrows, double *seen)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	Datum	   *values = palloc(sizeof(Datum) * Max(tupdesc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(tupdesc->natts, 1));
+	int			i;
+
+	vacuum_delay_point();
+	fetch_page(ss);
+	for (i = 0; i < ss->nrows; i++)
+	{
+		MemoryContext old;
+		HeapTuple	tuple;
+		int			k;
+
+		MemoryContextReset(ss->row_cxt);
+		old = MemoryContextSwitchTo(ss->row_cxt);
+		memset(nulls, true, sizeof(bool) * tupdesc->natts);
+		coding_row_to_values(ss->cols, ss->ncols, ss->rows[i].item, ss->rows[i].item,
+							 ss->conn, ss->tinfo->resource, values, nulls);
+		MemoryContextSwitchTo(old);
+		k = *numrows < targrows ? *numrows :
+			(int) pg_prng_uint64_range(&pg_global_prng_state, 0, (uint64) *seen);
+		*seen += 1;
+		if (k >= targrows)
+			continue;
+		tuple = heap_form_tuple(tupdesc, values, nulls);	/* in ANALYZE's memory */
+		if (k < *numrows)
+			heap_freetuple(rows[k]);
+		else
+			(*numrows)++;
+		rows[k] = tuple;
+	}
+	MemoryContextReset(ss->row_cxt);
+	pfree(values);
+	pfree(nulls);
+}
+
+/*
+ * coding_acquire_sample_rows
+ *		ANALYZE's sample: whole pages of the listing, as many as targrows
+ *		rows fill (all of them for a table of up to targrows rows), the
+ *		first page and the rest drawn at random; the row count is the
+ *		listing's own TotalCount.  Detail-only columns are NULL in the
+ *		sample: describing each sampled issue would cost a call per row.
+ */
+static int
+coding_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targrows,
+						   double *totalrows, double *totaldeadrows)
+{
+	Oid			relid = RelationGetRelid(rel);
+	CodingScanState *ss = palloc0(sizeof(CodingScanState));
+	Bitmapset  *whole_row = bms_make_singleton(0 - FirstLowInvalidHeapAttributeNumber);
+	MemoryContext cxt = CurrentMemoryContext;
+	int			numrows = 0;
+	int			pages_read = 0;
+	int			wanted_pages;
+	double		seen = 0;
+	double		total;
+	double		total_pages = -1;
+
+	ss->tinfo = coding_get_table_info(relid);
+	ss->conn = coding_get_conn_info(GetForeignServerIdByRelId(relid), GetUserId(), relid);
+	require_project(ss->conn, relid);
+	coding_require_token(ss->conn);
+	ss->cols = coding_make_columns(rel, ss->tinfo->resource, whole_row, &ss->ncols);
+	ss->conn->row_filter = row_filter(ss);
+	ss->sort_key = "CODE";
+	ss->request_cxt = AllocSetContextCreate(cxt, "coding_fdw request", ALLOCSET_SMALL_SIZES);
+	ss->page_cxt = AllocSetContextCreate(cxt, "coding_fdw page", ALLOCSET_DEFAULT_SIZES);
+	ss->row_cxt = AllocSetContextCreate(cxt, "coding_fdw row", ALLOCSET_DEFAULT_SIZES);
+	ss->ahead_cxt = AllocSetContextCreate(cxt, "coding_fdw read-ahead", ALLOCSET_SMALL_SIZES);
+	ss->project_id = -1;
+	coding_build_request(&ss->request, ss->tinfo->resource, ss->tinfo->issue_type,
+						 NIL, NULL, NULL, NULL);
+
+	/* the first page, which also tells the total */
+	ss->page_number = 1;
+	sample_page(ss, rel, rows, targrows, &numrows, &seen);
+	pages_read++;
+	total = known_total(ss->conn, ss->tinfo);
+	wanted_pages = (int) Max(1, ceil((double) targrows / ss->conn->page_size));
+	if (total >= 0)
+		total_pages = ceil(total / ss->conn->page_size);
+
+	if (!ss->last_page && (total_pages < 0 || total_pages <= wanted_pages))
+	{
+		/* a small table (or no total): read on, up to the pages wanted */
+		while (!ss->last_page && pages_read < wanted_pages)
+		{
+			sample_page(ss, rel, rows, targrows, &numrows, &seen);
+			pages_read++;
+		}
+	}
+	else if (!ss->last_page)
+	{
+		/* wanted_pages - 1 of pages 2..total_pages, each equally likely */
+		double		left = total_pages - 1;
+		int			needed = wanted_pages - 1;
+		int			page;
+
+		for (page = 2; page <= (int) total_pages && needed > 0; page++, left--)
+		{
+			if (pg_prng_double(&pg_global_prng_state) * left >= needed)
+				continue;
+			ss->page_number = page;
+			sample_page(ss, rel, rows, targrows, &numrows, &seen);
+			pages_read++;
+			needed--;
+		}
+	}
+
+	*totalrows = total >= 0 ? total : seen;
+	*totaldeadrows = 0;
+	ereport(elevel,
+			(errmsg("\"%s\": %d rows sampled of %.0f, from %d of %.0f pages of %d (%lld Coding calls)",
+					RelationGetRelationName(rel), numrows, *totalrows, pages_read,
+					total_pages >= 0 ? total_pages : pages_read, ss->conn->page_size,
+					(long long) ss->stats.calls)));
+	MemoryContextDelete(ss->ahead_cxt);
+	MemoryContextDelete(ss->request_cxt);
+	MemoryContextDelete(ss->page_cxt);
+	MemoryContextDelete(ss->row_cxt);
+	return numrows;
+}
+
+/*
+ * codingAnalyzeForeignTable
+ *		ANALYZE samples the listing (coding_acquire_sample_rows).  How many
+ *		pages the listing has is known only from its first page.
+ */
+static bool
+codingAnalyzeForeignTable(Relation relation, AcquireSampleRowsFunc *func,
+						  BlockNumber *totalpages)
+{
+	*func = coding_acquire_sample_rows;
+	*totalpages = 1;
+	return true;
+}
+
 /* pushes_code: whether a pushed item looks issues up by code. */
 static bool
 pushes_code(List *items)
@@ -1530,5 +1685,6 @@ coding_fdw_handler(PG_FUNCTION_ARGS)
 	routine->EndForeignScan = codingEndForeignScan;
 	routine->ExplainForeignScan = codingExplainForeignScan;
 	routine->ImportForeignSchema = codingImportForeignSchema;
+	routine->AnalyzeForeignTable = codingAnalyzeForeignTable;
 	PG_RETURN_POINTER(routine);
 }
