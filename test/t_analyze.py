@@ -11,13 +11,15 @@
   columns are NULL in the sample (describing each issue would cost a call
   per row).
 * A refused token fails ANALYZE with 28000 and no token in the message.
+* Ctrl-C (pg_cancel_backend) ends an ANALYZE whose page stalls mid-body.
 
 Every call counted comes from the simulated server's request log.
 """
 import re
 import subprocess
+import time
 
-from pgtest import Results, psql, scaled, scenario, setup_db
+from pgtest import Results, psql, scaled, scenario, setup_db, wait_until
 
 DB = "t_analyze"
 LIST = "DescribeIssueListWithPage"
@@ -149,6 +151,31 @@ def main():
                         db=DB) == "1234"
         res.check("a refused token fails ANALYZE with 28000, without the token, and keeps "
                   "the statistics", refused_token)
+
+        def cancelled():
+            clear()
+            sim.fault(type="stall_mid_body", action=LIST, seconds=60)
+            proc = subprocess.Popen(["psql", "-X", "-A", "-t", "-d", DB, "-c",
+                                     "ANALYZE /* analyze-under-test */ big.issues"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                pid = wait_until(lambda: psql(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE '%%analyze-under-test%%' "
+                    "AND query NOT LIKE '%%pg_stat_activity%%' AND wait_event_type = 'Extension'",
+                    db=DB) or None, 30, "ANALYZE to wait on Coding")
+                t0 = time.monotonic()
+                psql("SELECT pg_cancel_backend(%s)" % pid, db=DB)
+                _, err = proc.communicate(timeout=5)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                sim.call("DELETE", "/_sim/faults")
+            assert "canceling statement due to user request" in err, err
+            print("     pg_cancel_backend ended the stalled ANALYZE in %.0f ms"
+                  % ((time.monotonic() - t0) * 1000))
+            assert psql("SELECT reltuples FROM pg_class WHERE oid = 'big.issues'::regclass",
+                        db=DB) == "5000"
+        res.check("Ctrl-C ends an ANALYZE stalled mid-body; the statistics stay", cancelled)
     res.finish()
 
 
