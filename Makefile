@@ -21,7 +21,7 @@ EXTENSION = coding_fdw
 DATA = coding_fdw--0.1.sql
 PGFILEDESC = "coding_fdw - foreign-data wrapper for Coding (coding.net)"
 
-REGRESS = options import columns pushdown errors cancel secrets test_connection sync
+REGRESS = options import columns pushdown errors cancel secrets test_connection sync analyze
 REGRESS_OPTS = --load-extension=coding_fdw --encoding=UTF8
 
 PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags libcjson libcurl libmicrohttpd 2>/dev/null)
