@@ -105,6 +105,8 @@ typedef struct WebhookRequest
 static WebhookRequest *pending_head = NULL;
 static WebhookRequest **pending_tail = &pending_head;
 static int	npending = 0;
+/* the daemon is being stopped: finished requests are answered, not suspended */
+static bool listener_stopping = false;
 
 /* Last message libmicrohttpd logged (its logger callback must not elog). */
 static char mhd_last_error[256];
@@ -311,6 +313,12 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url,
 			(void) MHD_post_process(pp, req->body, req->len);
 			MHD_destroy_post_processor(pp);
 		}
+	}
+	if (listener_stopping)
+	{
+		/* the daemon is about to stop: it must hold no suspended request */
+		set_answer(req, MHD_HTTP_SERVICE_UNAVAILABLE, "the listener is restarting; retry");
+		return send_answer(req);
 	}
 	req->state = REQ_SUSPENDED;
 	MHD_suspend_connection(conn);
@@ -885,9 +893,19 @@ coding_webhook_listener_main(Datum arg)
 				retry_ms = 0;	/* rebind below */
 			if (daemon && bound_conf && strcmp(conf, bound_conf) != 0)
 			{
-				/* every request answered (suspended ones resumed) first */
-				process_pending(batch_cxt);
-				MHD_run(daemon);
+				/*
+				 * Every request answered first: libmicrohttpd aborts the
+				 * process if a connection is still suspended when it stops.
+				 * A request that completes meanwhile is answered 503 instead
+				 * of being suspended, so the second round has nothing left.
+				 */
+				listener_stopping = true;
+				do
+				{
+					process_pending(batch_cxt);
+					MHD_run(daemon);
+				} while (npending > 0);
+				listener_stopping = false;
 				FreeWaitEventSet(set);
 				set = NULL;
 				MHD_stop_daemon(daemon);

@@ -370,6 +370,61 @@ def main():
         res.check("port in use or a bad address: the listener keeps running, retries, and serves once fixed",
                   bad_config)
 
+        def reload_under_load():
+            # Moving the port stops the daemon; libmicrohttpd aborts the
+            # process if a request is suspended (waiting for the database)
+            # at that moment.  Four senders keep requests in flight while
+            # the port moves away and back five times.
+            import socket
+            import threading
+            pid = backend_pid("webhook listener")
+            stop = threading.Event()
+            seen = {}      # statuses since the last reload
+            total = {}
+            lock = threading.Lock()
+
+            def sender():
+                while not stop.is_set():
+                    try:
+                        status = str(post(url, None, method="GET")[0])
+                    except (OSError, http.client.HTTPException):
+                        status = "no connection"
+                    with lock:
+                        seen[status] = seen.get(status, 0) + 1
+                        total[status] = total.get(status, 0) + 1
+            threads = [threading.Thread(target=sender) for _ in range(4)]
+            for t in threads:
+                t.start()
+            try:
+                for _ in range(5):
+                    free = socket.socket()
+                    free.bind(("127.0.0.1", 0))
+                    other_port = free.getsockname()[1]
+                    free.close()
+                    q("ALTER SYSTEM SET coding_fdw.webhook_port = %d" % other_port)
+                    with lock:
+                        seen.clear()
+                    q("SELECT pg_reload_conf()")
+                    wait_until(lambda: seen.get("no connection", 0) > 0, 20,
+                               "the listener to leave its port")
+                    q("ALTER SYSTEM RESET coding_fdw.webhook_port")
+                    with lock:
+                        seen.clear()
+                    q("SELECT pg_reload_conf()")
+                    wait_until(lambda: seen.get("200", 0) > 0, 20,
+                               "the listener back on its port")
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(60)
+                q("ALTER SYSTEM RESET coding_fdw.webhook_port")
+                q("SELECT pg_reload_conf()")
+            assert backend_pid("webhook listener") == pid, "the listener restarted"
+            print("     answers while the port moved: %s" % total)
+            assert set(total) <= {"200", "503", "no connection"}, total
+        res.check("the port moved five times while four senders keep requests in flight: "
+                  "the listener never restarts", reload_under_load)
+
         def deliveries_done(n):
             def done():
                 d = sim.call("GET", "/_sim/webhook/deliveries")["deliveries"]
