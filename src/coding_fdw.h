@@ -227,7 +227,6 @@ extern void coding_row_to_values(CodingColumn *cols, int ncols,
 								 cJSON *item, cJSON *raw, CodingConnInfo *conn,
 								 CodingResource res,
 								 Datum *values, bool *nulls);
-extern cJSON *coding_json_path(cJSON *item, List *path);
 extern char *coding_json_scalar_text(cJSON *value);
 extern bool coding_json_is_unset_object(cJSON *value);
 

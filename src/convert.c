@@ -541,16 +541,6 @@ json_path_from(cJSON *item, List *path, int first)
 }
 
 /*
- * coding_json_path
- *		Follow a field path through nested objects; NULL where it ends.
- */
-cJSON *
-coding_json_path(cJSON *item, List *path)
-{
-	return json_path_from(item, path, 0);
-}
-
-/*
  * coding_json_is_unset_object
  *		True for Coding's zero-filled "not set" objects: every scalar inside
  *		is 0, "", false or null and every array is empty.

@@ -653,6 +653,32 @@ contains_exec_param(Node *node, void *context)
 }
 
 /*
+ * create_scan_contexts
+ *		The memory a scan (or ANALYZE's sampling) resets at its own pace:
+ *		the request, the page, the row and the page asked for ahead.
+ */
+static void
+create_scan_contexts(CodingScanState *ss, MemoryContext parent)
+{
+	ss->request_cxt = AllocSetContextCreate(parent, "coding_fdw request",
+											ALLOCSET_SMALL_SIZES);
+	ss->page_cxt = AllocSetContextCreate(parent, "coding_fdw page", ALLOCSET_DEFAULT_SIZES);
+	ss->row_cxt = AllocSetContextCreate(parent, "coding_fdw row", ALLOCSET_DEFAULT_SIZES);
+	ss->ahead_cxt = AllocSetContextCreate(parent, "coding_fdw read-ahead",
+										  ALLOCSET_DEFAULT_SIZES);
+}
+
+/* delete_scan_contexts: the scan is over (the page asked for ahead goes first) */
+static void
+delete_scan_contexts(CodingScanState *ss)
+{
+	MemoryContextDelete(ss->ahead_cxt);
+	MemoryContextDelete(ss->request_cxt);
+	MemoryContextDelete(ss->page_cxt);
+	MemoryContextDelete(ss->row_cxt);
+}
+
+/*
  * codingBeginForeignScan
  *		Set up the scan; no API call is made until the first row is asked for.
  */
@@ -709,14 +735,7 @@ codingBeginForeignScan(ForeignScanState *node, int eflags)
 	ss->cols = coding_make_columns(rel, ss->tinfo->resource, wanted, &ss->ncols);
 	ss->conn->row_filter = row_filter(ss);
 
-	ss->request_cxt = AllocSetContextCreate(estate->es_query_cxt,
-											"coding_fdw request", ALLOCSET_SMALL_SIZES);
-	ss->page_cxt = AllocSetContextCreate(estate->es_query_cxt,
-										 "coding_fdw page", ALLOCSET_DEFAULT_SIZES);
-	ss->row_cxt = AllocSetContextCreate(estate->es_query_cxt,
-										"coding_fdw row", ALLOCSET_DEFAULT_SIZES);
-	ss->ahead_cxt = AllocSetContextCreate(estate->es_query_cxt,
-										  "coding_fdw read-ahead", ALLOCSET_DEFAULT_SIZES);
+	create_scan_contexts(ss, estate->es_query_cxt);
 	ss->page_number = 1;
 	ss->project_id = -1;
 
@@ -1353,10 +1372,7 @@ codingEndForeignScan(ForeignScanState *node)
 	if (ss == NULL)
 		return;
 	coding_report_jsonb_caches(ss->cols, ss->ncols);
-	MemoryContextDelete(ss->ahead_cxt);
-	MemoryContextDelete(ss->request_cxt);
-	MemoryContextDelete(ss->page_cxt);
-	MemoryContextDelete(ss->row_cxt);
+	delete_scan_contexts(ss);
 }
 
 /*
@@ -1421,7 +1437,6 @@ coding_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targro
 	Oid			relid = RelationGetRelid(rel);
 	CodingScanState *ss = palloc0(sizeof(CodingScanState));
 	Bitmapset  *whole_row = bms_make_singleton(0 - FirstLowInvalidHeapAttributeNumber);
-	MemoryContext cxt = CurrentMemoryContext;
 	int			numrows = 0;
 	int			pages_read = 0;
 	int			wanted_pages;
@@ -1436,10 +1451,7 @@ coding_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targro
 	ss->cols = coding_make_columns(rel, ss->tinfo->resource, whole_row, &ss->ncols);
 	ss->conn->row_filter = row_filter(ss);
 	ss->sort_key = "CODE";
-	ss->request_cxt = AllocSetContextCreate(cxt, "coding_fdw request", ALLOCSET_SMALL_SIZES);
-	ss->page_cxt = AllocSetContextCreate(cxt, "coding_fdw page", ALLOCSET_DEFAULT_SIZES);
-	ss->row_cxt = AllocSetContextCreate(cxt, "coding_fdw row", ALLOCSET_DEFAULT_SIZES);
-	ss->ahead_cxt = AllocSetContextCreate(cxt, "coding_fdw read-ahead", ALLOCSET_SMALL_SIZES);
+	create_scan_contexts(ss, CurrentMemoryContext);
 	ss->project_id = -1;
 	coding_build_request(&ss->request, ss->tinfo->resource, ss->tinfo->issue_type,
 						 NIL, NULL, NULL, NULL);
@@ -1487,10 +1499,7 @@ coding_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targro
 					RelationGetRelationName(rel), numrows, *totalrows, pages_read,
 					total_pages >= 0 ? total_pages : pages_read, ss->conn->page_size,
 					(long long) ss->stats.calls)));
-	MemoryContextDelete(ss->ahead_cxt);
-	MemoryContextDelete(ss->request_cxt);
-	MemoryContextDelete(ss->page_cxt);
-	MemoryContextDelete(ss->row_cxt);
+	delete_scan_contexts(ss);
 	return numrows;
 }
 

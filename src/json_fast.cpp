@@ -407,6 +407,54 @@ append(cJSON *parent, cJSON *child)
 }
 
 /*
+ * set_scalar
+ *		Fill a zeroed node with a scalar element, as cJSON's parser would
+ *		(CODING_JSON_UTF8 is the caller's to add).  A string is copied into
+ *		the arena, or with in_place left in the document (simdjson ends each
+ *		string there with a NUL), which a row view's reader may do because
+ *		the document outlives the row.  False when out of memory.
+ */
+static bool
+set_scalar(cJSON *node, dom::element e, Arena &arena, bool in_place)
+{
+	std::string_view str;
+	size_t		len;
+
+	switch (e.type())
+	{
+		case dom::element_type::INT64:
+			set_number(node, (double) e.get_int64().value_unsafe());
+			break;
+		case dom::element_type::UINT64:
+			set_number(node, (double) e.get_uint64().value_unsafe());
+			break;
+		case dom::element_type::DOUBLE:
+			set_number(node, e.get_double().value_unsafe());
+			break;
+		case dom::element_type::STRING:
+			node->type = cJSON_String;
+			str = e.get_string().value_unsafe();
+			len = arena.text_len(str);
+			node->valuestring = in_place ? const_cast<char *>(str.data()) :
+				arena.string(str, len);
+			if (node->valuestring == nullptr)
+				return false;
+			node->valueint = static_cast<int>(len);	/* below FAST_MAX_BYTES */
+			break;
+		case dom::element_type::BOOL:
+			node->type = e.get_bool().value_unsafe() ? cJSON_True : cJSON_False;
+			break;
+		case dom::element_type::NULL_VALUE:
+			node->type = cJSON_NULL;
+			break;
+		case dom::element_type::ARRAY:
+		case dom::element_type::OBJECT:
+			return false;		/* not a scalar: build() handles these */
+	}
+	return true;
+}
+
+/*
  * build
  *		The cJSON node for one simdjson element, nullptr when out of memory.
  *		level: LEVEL_ALL, or how many keys of the filter's path lead here
@@ -421,7 +469,6 @@ build(dom::element e, Arena &arena, const Filter *filter, int level)
 	dom::array	array;
 	dom::object object;
 	int			npath = level == LEVEL_ALL ? 0 : filter->spec->npath;
-	size_t		len;
 
 	if (node == nullptr)
 		return nullptr;
@@ -487,28 +534,9 @@ build(dom::element e, Arena &arena, const Filter *filter, int level)
 				append(node, child);
 			}
 			break;
-		case dom::element_type::INT64:
-			set_number(node, (double) e.get_int64().value_unsafe());
-			break;
-		case dom::element_type::UINT64:
-			set_number(node, (double) e.get_uint64().value_unsafe());
-			break;
-		case dom::element_type::DOUBLE:
-			set_number(node, e.get_double().value_unsafe());
-			break;
-		case dom::element_type::STRING:
-			node->type = cJSON_String;
-			len = arena.text_len(e.get_string().value_unsafe());
-			node->valuestring = arena.string(e.get_string().value_unsafe(), len);
-			if (node->valuestring == nullptr)
+		default:
+			if (!set_scalar(node, e, arena, false))
 				return nullptr;
-			node->valueint = static_cast<int>(len);	/* below FAST_MAX_BYTES */
-			break;
-		case dom::element_type::BOOL:
-			node->type = e.get_bool().value_unsafe() ? cJSON_True : cJSON_False;
-			break;
-		case dom::element_type::NULL_VALUE:
-			node->type = cJSON_NULL;
 			break;
 	}
 	node->type |= CODING_JSON_UTF8;
@@ -675,7 +703,6 @@ coding_json_view_fields(const cJSON *row, const int16_t *slot_of_key, cJSON *scr
 			const KeyTable::Slot *key;
 			int			slot;
 			cJSON	   *node;
-			std::string_view str;
 
 			/* rows repeat their keys in the same order: try the last row's first */
 			if (pos < CODING_JSON_VIEW_HINTS)
@@ -688,44 +715,19 @@ coding_json_view_fields(const cJSON *row, const int16_t *slot_of_key, cJSON *scr
 				key = key_table->find(field.key.data(), klen, 0);
 			if (key == nullptr || (slot = slot_of_key[key->id]) < 0 || found[slot] != nullptr)
 				continue;
-			node = &scratch[slot];
-			switch (field.value.type())
+			if (field.value.is_array() || field.value.is_object())
 			{
-				case dom::element_type::ARRAY:
-				case dom::element_type::OBJECT:
-					node = build(field.value, arena, nullptr, LEVEL_ALL);
-					if (node == nullptr)
-						return false;
-					break;
-				case dom::element_type::INT64:
-					memset(node, 0, sizeof(cJSON));
-					set_number(node, (double) field.value.get_int64().value_unsafe());
-					break;
-				case dom::element_type::UINT64:
-					memset(node, 0, sizeof(cJSON));
-					set_number(node, (double) field.value.get_uint64().value_unsafe());
-					break;
-				case dom::element_type::DOUBLE:
-					memset(node, 0, sizeof(cJSON));
-					set_number(node, field.value.get_double().value_unsafe());
-					break;
-				case dom::element_type::STRING:
-					memset(node, 0, sizeof(cJSON));
-					str = field.value.get_string().value_unsafe();
-					node->type = cJSON_String;
-					node->valuestring = const_cast<char *>(str.data());
-					node->valueint = static_cast<int>(arena.text_len(str));
-					break;
-				case dom::element_type::BOOL:
-					memset(node, 0, sizeof(cJSON));
-					node->type = field.value.get_bool().value_unsafe() ? cJSON_True : cJSON_False;
-					break;
-				case dom::element_type::NULL_VALUE:
-					memset(node, 0, sizeof(cJSON));
-					node->type = cJSON_NULL;
-					break;
+				node = build(field.value, arena, nullptr, LEVEL_ALL);
+				if (node == nullptr)
+					return false;
 			}
-			node->type |= CODING_JSON_UTF8;
+			else
+			{
+				node = &scratch[slot];
+				memset(node, 0, sizeof(cJSON));
+				set_scalar(node, field.value, arena, true);	/* cannot fail in place */
+				node->type |= CODING_JSON_UTF8;
+			}
 			node->string = const_cast<char *>(key->key);
 			found[slot] = node;
 		}
