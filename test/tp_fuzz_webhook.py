@@ -104,6 +104,18 @@ def generate(rng, n):
     return cases
 
 
+def answer_left(conn, method):
+    """The status of an answer already on conn's socket, None if there is none."""
+    if conn.sock is None:
+        return None
+    try:
+        r = http.client.HTTPResponse(conn.sock, method=method)
+        r.begin()
+        return r.status
+    except (OSError, http.client.HTTPException):
+        return None
+
+
 def main():
     res = Results()
     seed = int(os.environ.get("FUZZ_SEED", random.randrange(10 ** 9)))
@@ -138,7 +150,19 @@ def main():
                     try:
                         if conn is None:
                             conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-                        conn.request(method, p, body, h)
+                        try:
+                            conn.request(method, p, body, h)
+                        except (BrokenPipeError, ConnectionResetError):
+                            # the listener answered (431 for a header past its
+                            # limit) and closed while the rest was still being
+                            # sent: read the answer it left on the socket
+                            r = answer_left(conn, method)
+                            if r is None:
+                                raise
+                            status = r
+                            conn.close()
+                            conn = None
+                            break
                         r = conn.getresponse()
                         r.read()
                         status = r.status
