@@ -16,6 +16,7 @@ CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme.coding.n
 CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team '');
 CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team '-acme');
 CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', project '');
+CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', project E'back\nend');
 CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', api_url 'ftp://x/open-api');
 CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', api_url 'https://');
 CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', api_url 'https://u:pw@acme.coding.net/open-api');
@@ -60,6 +61,7 @@ CREATE FOREIGN TABLE ft_bad (code int) SERVER s_ok OPTIONS (resource 'issues', t
 CREATE FOREIGN TABLE ft_bad (code int) SERVER s_ok OPTIONS (resource 'issues', project '');
 CREATE FOREIGN TABLE ft_bad (code int OPTIONS (colname 'Code')) SERVER s_ok OPTIONS (resource 'issues');
 CREATE FOREIGN TABLE ft_bad (code int OPTIONS (field '')) SERVER s_ok OPTIONS (resource 'issues');
+CREATE FOREIGN TABLE ft_bad (code int OPTIONS (field E'Co\tde')) SERVER s_ok OPTIONS (resource 'issues');
 CREATE FOREIGN TABLE ft_ok (code int OPTIONS (field 'Code'), it int OPTIONS (field 'Iteration.Code'))
   SERVER s_ok OPTIONS (resource 'issues', issue_type 'DEFECT', project 'mobile', page_size '10');
 ALTER FOREIGN TABLE ft_ok OPTIONS (DROP resource);

@@ -25,6 +25,7 @@
 #include "coding_fdw.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netdb.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -348,11 +349,19 @@ request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-/* mhd_logger: keep libmicrohttpd's last message for the loop to log. */
+/*
+ * mhd_logger: keep libmicrohttpd's last message for the loop to log, without
+ * the newline it ends with (it would split our log line).
+ */
 static void
 mhd_logger(void *cls, const char *fmt, va_list ap)
 {
+	size_t		len;
+
 	vsnprintf(mhd_last_error, sizeof(mhd_last_error), fmt, ap);
+	len = strlen(mhd_last_error);
+	while (len > 0 && isspace((unsigned char) mhd_last_error[len - 1]))
+		mhd_last_error[--len] = '\0';
 }
 
 /* ---------- the batch: PostgreSQL side, in the loop ---------- */

@@ -6,6 +6,7 @@ driver needed) and start their own simulated Coding server.  Nothing here
 sleeps as synchronisation: every wait polls a condition until a deadline.
 """
 import contextlib
+import glob
 import json
 import os
 import subprocess
@@ -83,6 +84,15 @@ class Sim:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+def server_log():
+    """The cluster's log file as pg_virtualenv set it up."""
+    root = os.environ.get("PG_CLUSTER_CONF_ROOT", "")
+    files = glob.glob(os.path.join(os.path.dirname(root), "log", "postgresql-*.log"))
+    assert files, "no server log next to %s" % root
+    with open(files[0], errors="replace") as f:
+        return f.read()
 
 
 def psql(sql, db=None, check=True, timeout=600):

@@ -10,7 +10,6 @@ log_statement (documented in the README, as for postgres_fdw passwords).
 An unprivileged role cannot read another role's user mapping, and the
 listener binds loopback by default.
 """
-import glob
 import hashlib
 import hmac
 import json
@@ -19,7 +18,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from pgtest import Results, Sim, psql, wait_until
+from pgtest import Results, Sim, psql, server_log, wait_until
 
 DB = "postgres"
 TOKEN = "tok-AUDIT-7f3a9c2e"
@@ -28,15 +27,6 @@ SECRET = "sec-AUDIT-51b2e8d4"
 
 def q(sql, check=True):
     return psql(sql, db=DB, check=check)
-
-
-def server_log():
-    """The cluster's log file as pg_virtualenv set it up."""
-    root = os.environ.get("PG_CLUSTER_CONF_ROOT", "")
-    files = glob.glob(os.path.join(os.path.dirname(root), "log", "postgresql-*.log"))
-    assert files, "no server log next to %s" % root
-    with open(files[0], errors="replace") as f:
-        return f.read()
 
 
 def main():

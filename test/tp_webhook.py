@@ -18,6 +18,7 @@ wait is wait_for_sync or a polled condition with a deadline.
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -27,7 +28,7 @@ import urllib.parse
 import urllib.request
 import uuid
 
-from pgtest import Results, Sim, psql, wait_until
+from pgtest import Results, Sim, psql, server_log, wait_until
 
 DB = "postgres"
 
@@ -329,9 +330,19 @@ def main():
             busy.bind(("127.0.0.1", 0))
             busy.listen(1)
             busy_port = busy.getsockname()[1]
+            log_start = len(server_log())
+            address = q("SHOW coding_fdw.webhook_listen_address")
+
+            def logged(pattern, what):
+                wait_until(lambda: re.search(pattern, server_log()[log_start:], re.M), 20, what)
             try:
                 q("ALTER SYSTEM SET coding_fdw.webhook_port = %d" % busy_port)
                 q("SELECT pg_reload_conf()")
+                # the reason, from libmicrohttpd, and what to do, in the log
+                logged(r"LOG:  coding_fdw webhook listener: could not listen on %s:%d: .+\n"
+                       r".*HINT:  Free the port or change coding_fdw.webhook_port, then reload; "
+                       r"retrying every \d+ s\.$" % (re.escape(address), busy_port),
+                       "the log line saying the port is in use")
 
                 def old_port_closed():
                     try:
@@ -352,7 +363,10 @@ def main():
                         pass
                 q("ALTER SYSTEM SET coding_fdw.webhook_listen_address = 'no.such.host.invalid'")
                 q("SELECT pg_reload_conf()")
-                q("SELECT pg_sleep(0)")
+                logged(r"LOG:  coding_fdw webhook listener: invalid coding_fdw.webhook_listen_address "
+                       r"\"no\.such\.host\.invalid\": .+\n"
+                       r".*HINT:  Set it to an IP address or host name of this machine and reload\.$",
+                       "the log line saying the address is invalid")
                 assert backend_pid("webhook listener") == pid, "the listener restarted"
             finally:
                 busy.close()
@@ -367,8 +381,30 @@ def main():
                     return False
             wait_until(serving, 20, "the listener back on its port")
             assert backend_pid("webhook listener") == pid, "the listener restarted"
-        res.check("port in use or a bad address: the listener keeps running, retries, and serves once fixed",
-                  bad_config)
+            port = int(urllib.parse.urlsplit(url).port)
+            logged(r"LOG:  coding_fdw webhook listener listening on %s:%d$" % (re.escape(address), port),
+                   "the log line saying where it listens again")
+            # an empty address turns the listener off; webhook_url says so
+            log_start = len(server_log())
+            try:
+                q("ALTER SYSTEM SET coding_fdw.webhook_listen_address = ''")
+                q("SELECT pg_reload_conf()")
+                logged(r"LOG:  coding_fdw webhook listener stopped listening on %s:%d$" % (re.escape(address), port),
+                       "the log line saying the listener stopped")
+                wait_until(lambda: not serving(), 10, "the port closed")
+                r = psql("SELECT coding_fdw.webhook_url('coding')", db=DB, check=False)
+                assert r.returncode == 0, r.stderr
+                assert r.stdout.strip() == "http://localhost:%d%s" % (port, urllib.parse.urlsplit(url).path), \
+                    (r.stdout, url)
+                assert ("WARNING:  the webhook listener is disabled\n"
+                        "HINT:  Set coding_fdw.webhook_listen_address in postgresql.conf and reload.") in r.stderr, r.stderr
+                assert backend_pid("webhook listener") == pid, "the listener restarted"
+            finally:
+                q("ALTER SYSTEM RESET coding_fdw.webhook_listen_address")
+                q("SELECT pg_reload_conf()")
+            wait_until(serving, 20, "the listener back after being turned off")
+        res.check("port in use, a bad address, turned off: the log says why, the listener keeps running, "
+                  "serves once fixed", bad_config)
 
         def reload_under_load():
             # Moving the port stops the daemon; libmicrohttpd aborts the
@@ -583,11 +619,33 @@ def main():
             bad = {"event": "ITERATION_UPDATED", "iteration": {"title": "no code"}}
             st, _, _ = post(url, bad, headers={"X-Coding-Delivery": "bad-1"})
             assert st == 200
+            # every kind of malformed payload, each with its own error
+            malformed = {
+                "bad-2": ({"event": "ITERATION_CREATED", "iteration": "Burst"},
+                          'the payload has no "iteration" object'),
+                "bad-3": ({"event": "MEMBER_CREATED", "team": {"id": 1}},
+                          'the payload has no "member" object'),
+                "bad-4": ({"event": "MEMBER_ROLE_UPDATED", "member": {"id": "x1", "name": "n"}},
+                          'the payload\'s member has no valid "id"'),
+                "bad-5": ({"event": "ISSUE_UPDATED", "issue": {"code": 0, "name": "n"}},
+                          "the payload names no issue code"),
+                "bad-6": ({"event": "ISSUE_CREATED", "defect": {"name": "no code"}},
+                          "the payload names no issue code"),
+            }
+            for delivery, (body, _) in malformed.items():
+                st, _, _ = post(url, body, headers={"X-Coding-Delivery": delivery})
+                assert st == 200, (delivery, st)
             wait_until(lambda: q("SELECT last_error FROM coding_fdw.webhook_inbox WHERE delivery = 'bad-1'"),
                        20, "the first failed attempt in the inbox")
             wait_until(lambda: q("SELECT error FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'")
                        == "the payload's iteration has no valid \"code\"", 30, "the dead letter")
             assert q("SELECT attempts FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") == "2"
+            wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_dead_letter "
+                                 "WHERE delivery LIKE 'bad-_' AND delivery <> 'bad-1'") == str(len(malformed)),
+                       30, "every malformed payload dead-lettered")
+            for delivery, (_, error) in malformed.items():
+                got = q("SELECT error FROM coding_fdw.webhook_dead_letter WHERE delivery = '%s'" % delivery)
+                assert got == error, (delivery, got, error)
             q("SELECT coding_fdw.replay('bad-1')")
             assert q("SELECT count(*) FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") == "0"
             wait_until(lambda: q("SELECT attempts FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") == "2",
