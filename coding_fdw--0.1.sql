@@ -189,6 +189,12 @@ BEGIN
   IF NOT has_server_privilege(srv, 'USAGE') THEN
     RAISE EXCEPTION 'permission denied for foreign server %', server USING ERRCODE = 'insufficient_privilege';
   END IF;
+  -- before anything is created: a second call would otherwise fail on the
+  -- source schema it left, with a message that says nothing useful
+  IF coding_fdw._subscribed(srv) THEN
+    RAISE EXCEPTION 'server "%" already has a subscription', server
+      USING ERRCODE = 'duplicate_object', HINT = 'coding_fdw.sync_stop() ends it.';
+  END IF;
   IF NOT coding_fdw.worker_available() THEN
     RAISE EXCEPTION 'the coding_fdw sync worker is not running'
       USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -228,6 +234,13 @@ BEGIN
                                reconcile_interval);
   PERFORM coding_fdw.wake_worker();
 END $$;
+
+-- Whether a server has a subscription (the table is private; this says
+-- only yes or no, to a caller who may use the server).
+CREATE FUNCTION _subscribed(srv oid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+  SELECT EXISTS (SELECT 1 FROM coding_fdw.subscription WHERE server_oid = srv)
+$$;
 
 -- Record a subscription (as the extension owner: the table is private).
 CREATE FUNCTION _register(srv oid, server name, into_schema name, src name, mode text,

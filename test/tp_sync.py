@@ -91,6 +91,20 @@ def main():
         res.check("sync_start: the full sync equals Coding's data in every column (detail columns too)",
                   full_sync)
 
+        def second_start():
+            # refused before it creates anything (it used to fail on the
+            # source schema the first call had made)
+            r = subprocess.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-d", DB, "-c",
+                                "SELECT coding_fdw.sync_start('coding', 'mirror2')"],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode != 0
+            assert ('ERROR:  42710: server "coding" already has a subscription\n'
+                    "HINT:  coding_fdw.sync_stop() ends it.") in r.stderr, r.stderr
+            assert q("SELECT count(*) FROM pg_namespace WHERE nspname = 'mirror2'") == "0"
+            assert q("SELECT count(*) FROM coding_fdw.sync_status WHERE server = 'coding'") == "3"
+        res.check("a second sync_start for the same server: 42710 with a hint, nothing created",
+                  second_start)
+
         def deltas():
             before = status("coding", "issues")
             sim.call("POST", "/_sim/projects/backend/issues", {"Name": "new from Coding", "Type": "DEFECT"})
