@@ -12,7 +12,9 @@
 #                                runs pg_regress and tp_faults.py this way,
 #                                under valgrind); a name that matches
 #                                nothing is a failure, not a silent skip
-# Prints one "N passed, N failed" line at the end.
+# Prints one "N passed, N failed" line at the end.  Of each script's output
+# it shows the failures and the last TAIL_LINES lines (default 15; a large
+# value shows every check with its time).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -131,7 +133,7 @@ for t in "${SCRIPTS[@]}"; do
     esac
     # the seed (to reproduce) and every failure, wherever it is, then the end
     echo "$out" | grep -E '^(seed|FAIL)' | cut -c1-2000
-    echo "$out" | tail -15
+    echo "$out" | tail -${TAIL_LINES:-15}
     line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
     if [ -n "$line" ]; then
         p=$(echo "$line" | awk '{print $1}'); f=$(echo "$line" | awk '{print $3}')

@@ -51,7 +51,13 @@ FAULTS = {
 # given "abc" fails in its input function (22007, naming column, field and
 # issue).  DescribeIssue must answer for the Code asked for, else HV00M.
 PATH_FAULTS = {("scan", "wrong_types"): ("22007", "22007")}
-FAULT_ARGS = {"delay": {"seconds": 3}, "stall_mid_body": {"seconds": 3}, "huge_body": {"mb": 100}}
+# A cell's length is set by the request timeout (a delayed or stalled answer
+# outlasts it, three times when the fault persists): short on a plain
+# server, longer under valgrind, where a healthy answer takes a while too.
+REQUEST_TIMEOUT_MS = 1500 if os.environ.get("MEMCHECK") else 600
+STALL_S = 2 * REQUEST_TIMEOUT_MS / 1000.0
+FAULT_ARGS = {"delay": {"seconds": STALL_S}, "stall_mid_body": {"seconds": STALL_S},
+              "huge_body": {"mb": 100}}
 PATHS = ("scan", "detail", "sync", "poll", "webhook", "repeated")
 # repeated in one backend: the fast faults 1,000 times, the slow ones 20
 REPEATED_FAST = ("http_500", "auth_failure", "truncated_json", "invalid_json", "wrong_types",
@@ -104,15 +110,16 @@ def main():
         # short timeouts so a cell ends fast; 2 retries
         q("""CREATE SERVER coding FOREIGN DATA WRAPPER coding_fdw
                OPTIONS (team 'acme', project 'backend', api_url '%s', rate_limit '100000',
-                        request_timeout_ms '1500', max_retries '2');
+                        request_timeout_ms '%d', max_retries '2');
              CREATE USER MAPPING FOR CURRENT_USER SERVER coding OPTIONS (token 'secret-token');
-             CREATE SCHEMA coding; IMPORT FOREIGN SCHEMA backend FROM SERVER coding INTO coding;""" % sim.url)
+             CREATE SCHEMA coding; IMPORT FOREIGN SCHEMA backend FROM SERVER coding INTO coding;"""
+          % (sim.url, REQUEST_TIMEOUT_MS))
         # the huge body is 100 MB: cut at 8 MB for every session and the worker
         q("ALTER SYSTEM SET coding_fdw.max_response_size = '8MB'")
         q("SELECT pg_reload_conf()")
         # mode webhook: no periodic poll takes a fault meant for a cell, and a
-        # failed sync is retried after poll_interval (2 s)
-        q("SELECT coding_fdw.sync_start('coding', 'fm', 'webhook', poll_interval => '2 s')")
+        # failed sync is retried after poll_interval (1 s, the least allowed)
+        q("SELECT coding_fdw.sync_start('coding', 'fm', 'webhook', poll_interval => '1 s')")
         assert q("SELECT coding_fdw.wait_for_sync('coding')") == "t"
         url = q("SELECT coding_fdw.webhook_url('coding')")
 

@@ -59,7 +59,7 @@ def main():
         q("CREATE EXTENSION coding_fdw")
         for name, project in (("coding", "backend"), ("mob", "mobile"), ("big", "big")):
             q("CREATE SERVER %s FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', "
-              "project '%s', api_url '%s', rate_limit '1000')" % (name, project, sim.url))
+              "project '%s', api_url '%s', rate_limit '100000')" % (name, project, sim.url))
             q("CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (token 'secret-token')" % name)
         q("CREATE SCHEMA src; IMPORT FOREIGN SCHEMA backend FROM SERVER coding INTO src")
 
@@ -206,6 +206,9 @@ def main():
                        120, "the full sync to be under way")
             pid = int(q("SELECT pid FROM pg_stat_activity WHERE backend_type = 'coding_fdw sync worker'"))
             os.kill(pid, signal.SIGKILL)
+            # the kill must land before the sync had read every issue
+            done = int(sim.call("GET", "/_sim/log/count?action=DescribeIssue")["count"])
+            assert done < 20000, "the full sync had finished (%d calls) before the kill" % done
 
             def back():
                 r = psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'coding_fdw sync worker'",
@@ -257,6 +260,8 @@ def main():
                        > before + 3000, 120, "the full sync to be under way")
             cluster = os.environ.get("PGVERSION", "15")
             subprocess.run(["pg_ctlcluster", cluster, "regress", "stop", "-m", "immediate"], check=True)
+            done = int(sim.call("GET", "/_sim/log/count?action=DescribeIssue")["count"]) - before
+            assert done < 20000, "the full sync had finished (%d calls) before the shutdown" % done
             subprocess.run(["pg_ctlcluster", cluster, "regress", "start"], check=True)
 
             def up():
