@@ -145,6 +145,9 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fd
 DECLARE
   s coding_fdw.subscription;
 BEGIN
+  IF server IS NULL THEN
+    RAISE EXCEPTION 'the server name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
   SELECT * INTO s FROM coding_fdw.subscription WHERE server_name = server;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'server "%" has no subscription', server
@@ -172,6 +175,16 @@ DECLARE
   tbl text;
   keycol text;
 BEGIN
+  -- NULLs named here, before they reach a table (a failing row's DETAIL
+  -- would show the subscription, webhook secret included)
+  IF server IS NULL OR into_schema IS NULL OR mode IS NULL OR poll_interval IS NULL
+     OR reconcile_interval IS NULL OR details IS NULL THEN
+    RAISE EXCEPTION 'argument "%" must not be NULL',
+      CASE WHEN server IS NULL THEN 'server' WHEN into_schema IS NULL THEN 'into_schema'
+           WHEN mode IS NULL THEN 'mode' WHEN poll_interval IS NULL THEN 'poll_interval'
+           WHEN reconcile_interval IS NULL THEN 'reconcile_interval' ELSE 'details' END
+      USING ERRCODE = 'null_value_not_allowed';
+  END IF;
   IF mode NOT IN ('polling', 'webhook', 'both') THEN
     RAISE EXCEPTION 'invalid sync mode "%"', mode
       USING ERRCODE = 'invalid_parameter_value', HINT = 'Valid modes are polling, webhook and both.';
@@ -231,7 +244,7 @@ BEGIN
   END IF;
 
   PERFORM coding_fdw._register(srv, server, into_schema, src, mode, poll_interval, webhook_secret,
-                               reconcile_interval);
+                               reconcile_interval, (SELECT oid FROM pg_roles WHERE rolname = current_user));
   PERFORM coding_fdw.wake_worker();
 END $$;
 
@@ -245,10 +258,21 @@ $$;
 -- Record a subscription (as the extension owner: the table is private).
 CREATE FUNCTION _register(srv oid, server name, into_schema name, src name, mode text,
                           poll_interval interval, webhook_secret text,
-                          reconcile_interval interval)
+                          reconcile_interval interval, owner oid)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
 BEGIN
+  -- callable by anyone, so it checks what sync_start made sure of: the
+  -- owner is a role the session may act as (SET ROLE included), may use
+  -- a coding_fdw server of that name, and the source schema is the one
+  -- sync_start created for it (sync_stop drops that schema)
+  IF owner IS NULL OR NOT pg_has_role(session_user, owner, 'MEMBER')
+     OR NOT EXISTS (SELECT 1 FROM pg_foreign_server fs JOIN pg_foreign_data_wrapper w ON w.oid = fs.srvfdw
+                     WHERE fs.oid = srv AND fs.srvname = server AND w.fdwname = 'coding_fdw')
+     OR NOT has_server_privilege(owner, srv, 'USAGE')
+     OR src IS DISTINCT FROM format('coding_fdw_src_%s', srv)::name THEN
+    RAISE EXCEPTION 'permission denied for foreign server %', server USING ERRCODE = 'insufficient_privilege';
+  END IF;
   IF EXISTS (SELECT 1 FROM coding_fdw.subscription WHERE server_oid = srv) THEN
     RAISE EXCEPTION 'server "%" already has a subscription', server
       USING ERRCODE = 'duplicate_object', HINT = 'coding_fdw.sync_stop() ends it.';
@@ -256,7 +280,7 @@ BEGIN
   INSERT INTO coding_fdw.subscription (server_oid, server_name, owner_oid, into_schema, source_schema,
                                        mode, poll_interval, reconcile_interval, webhook_key,
                                        webhook_secret, next_poll)
-  VALUES (srv, server, (SELECT oid FROM pg_roles WHERE rolname = session_user), into_schema, src,
+  VALUES (srv, server, owner, into_schema, src,
           mode, poll_interval, reconcile_interval,
           replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), webhook_secret, now());
 END $$;
@@ -266,6 +290,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
 DECLARE
   s coding_fdw.subscription := coding_fdw._subscription(server);
 BEGIN
+  IF "full" IS NULL THEN
+    RAISE EXCEPTION 'argument "full" must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
   UPDATE coding_fdw.subscription
      SET requested = requested + 1, requested_full = requested_full OR "full",
          next_poll = least(next_poll, now())       -- also right after a failure
@@ -283,6 +310,10 @@ DECLARE
                          WHERE server_oid = s.server_oid AND state = 'pending');
   deadline timestamptz := clock_timestamp() + timeout;
 BEGIN
+  IF timeout IS NULL THEN
+    RAISE EXCEPTION 'argument "timeout" must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+      HINT = 'Give an interval such as ''10 minutes''; statement_timeout also ends the wait.';
+  END IF;
   LOOP
     IF (SELECT applied >= target FROM coding_fdw.subscription WHERE server_oid = s.server_oid)
        AND NOT EXISTS (SELECT 1 FROM coding_fdw.webhook_event
@@ -300,14 +331,22 @@ CREATE FUNCTION sync_stop(server name, drop_tables boolean DEFAULT false) RETURN
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
 DECLARE
   s coding_fdw.subscription := coding_fdw._subscription(server);
+  tbl text;
 BEGIN
   -- tables first, then the subscription row: the worker's order (it reads
   -- the tables, then updates the row), so a sync running now is waited
   -- for instead of deadlocking with it
-  EXECUTE format('DROP SCHEMA %I CASCADE', s.source_schema);
+  IF s.source_schema = format('coding_fdw_src_%s', s.server_oid)::name THEN
+    EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', s.source_schema);
+  END IF;
   IF drop_tables THEN
-    EXECUTE format('DROP TABLE IF EXISTS %I.issues, %I.iterations, %I.project_members',
-                   s.into_schema, s.into_schema, s.into_schema);
+    -- this runs as the extension's owner: only the subscription owner's tables
+    FOREACH tbl IN ARRAY ARRAY['issues', 'iterations', 'project_members'] LOOP
+      IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = s.into_schema AND c.relname = tbl AND c.relowner = s.owner_oid) THEN
+        EXECUTE format('DROP TABLE %I.%I', s.into_schema, tbl);
+      END IF;
+    END LOOP;
   END IF;
   DELETE FROM coding_fdw.subscription WHERE server_oid = s.server_oid;
   DELETE FROM coding_fdw.webhook_event WHERE server_oid = s.server_oid;
@@ -439,9 +478,16 @@ END $$;
 
 -- The subscription row for the worker (private table).
 CREATE FUNCTION _get(srv oid) RETURNS subscription
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
-  SELECT * FROM coding_fdw.subscription WHERE server_oid = srv
-$$;
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+DECLARE
+  s coding_fdw.subscription;
+BEGIN
+  IF NOT coding_fdw._owns(srv) THEN
+    RAISE EXCEPTION 'permission denied for the subscription of server %', srv USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  SELECT * INTO s FROM coding_fdw.subscription WHERE server_oid = srv;
+  RETURN s;
+END $$;
 
 -- Record what one sync did (private tables).
 CREATE FUNCTION _record(srv oid, tbl text, source text, ins bigint, upd bigint, del bigint)
@@ -468,10 +514,12 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
          last_reconcile = CASE WHEN reconciled THEN now() ELSE last_reconcile END,
          next_poll = now() + CASE mode WHEN 'webhook' THEN reconcile_interval ELSE poll_interval END,
          state = 'idle', last_error = NULL
-   WHERE server_oid = srv;
+   WHERE server_oid = srv AND coding_fdw._owns(srv);
   DELETE FROM coding_fdw.webhook_event
-   WHERE server_oid = srv AND state IN ('applied', 'ignored') AND done_at < now() - interval '1 day';
-  DELETE FROM coding_fdw.tombstone WHERE server_oid = srv AND deleted_at < now() - interval '2 days';
+   WHERE server_oid = srv AND state IN ('applied', 'ignored') AND done_at < now() - interval '1 day'
+     AND coding_fdw._owns(srv);
+  DELETE FROM coding_fdw.tombstone WHERE server_oid = srv AND deleted_at < now() - interval '2 days'
+     AND coding_fdw._owns(srv);
 $$;
 
 -- A failed sync: keep tables and cursor as they were, say why, retry soon.
@@ -480,7 +528,7 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
   UPDATE coding_fdw.subscription
      SET state = 'error', last_error = message, last_error_at = now(),
          next_poll = now() + least(poll_interval, interval '30 seconds')
-   WHERE server_oid = srv
+   WHERE server_oid = srv AND coding_fdw._owns(srv)
 $$;
 
 -- One sync of a subscription, run by the worker as its owner: a full sync

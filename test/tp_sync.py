@@ -317,6 +317,32 @@ def main():
             r = psql("SELECT coding_fdw.sync_now('coding')", db=DB, check=False)
             assert "server \"coding\" has no subscription" in r.stderr, r.stderr
         res.check("sync_stop ends a subscription; tables stay unless asked", stop)
+
+        def set_role():
+            # SET ROLE alice, then sync_start: alice owns the subscription and
+            # the tables, the worker reads with her mapping, she stops it
+            q("DROP ROLE IF EXISTS alice; CREATE ROLE alice; GRANT USAGE ON FOREIGN SERVER mob TO alice; "
+              "GRANT CREATE ON DATABASE %s TO alice; "
+              "CREATE USER MAPPING FOR alice SERVER mob OPTIONS (token 'secret-token')" % DB)
+            try:
+                q("SET ROLE alice; SELECT coding_fdw.sync_start('mob', 'alice_mirror', details => false)")
+                assert q("SET ROLE alice; SELECT coding_fdw.wait_for_sync('mob')") == "t"
+                assert q("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'alice_mirror.issues'::regclass") \
+                    == "alice"
+                st = q("SET ROLE alice; SELECT string_agg(DISTINCT state || ' ' || coalesce(last_error, ''), ',') "
+                       "FROM coding_fdw.sync_status WHERE server = 'mob'")
+                assert st == "idle", st   # and no last_error
+                assert q("SELECT count(*) FROM alice_mirror.issues") != "0"
+                q("SET ROLE alice; SELECT coding_fdw.sync_stop('mob', drop_tables => true)")
+                assert q("SELECT to_regclass('alice_mirror.issues') IS NULL") == "t"
+            finally:
+                q("SELECT coding_fdw.sync_stop('mob', drop_tables => true) "
+                  "FROM coding_fdw.sync_status WHERE server = 'mob' LIMIT 1; "
+                  "DROP SCHEMA IF EXISTS alice_mirror CASCADE; DROP USER MAPPING IF EXISTS FOR alice SERVER mob; "
+                  "REVOKE ALL ON FOREIGN SERVER mob FROM alice; REVOKE ALL ON DATABASE %s FROM alice; "
+                  "DROP ROLE alice" % DB)
+        res.check("sync_start after SET ROLE: the role owns the subscription and tables, and can stop it",
+                  set_role)
     finally:
         sim.stop()
         psql("DROP EXTENSION IF EXISTS coding_fdw CASCADE", db=DB, check=False)

@@ -298,6 +298,40 @@ def main():
                 assert "permission denied for table %s" % table in r.stderr, r.stderr
             r = as_intruder("SELECT coding_fdw.webhook_url('coding')")
             assert 'permission denied for the subscription of server "coding"' in r.stderr, r.stderr
+            # the internal SECURITY DEFINER functions check the caller too
+            srv = q("SELECT oid FROM pg_foreign_server WHERE srvname = 'coding'")
+            me = q("SELECT oid FROM pg_roles WHERE rolname = 'intruder'")
+            su = q("SELECT oid FROM pg_roles WHERE rolname = current_user")
+            r = as_intruder("SELECT * FROM coding_fdw._get(%s)" % srv)
+            assert "permission denied for the subscription of server %s" % srv in r.stderr, r.stderr
+            q("CREATE SCHEMA victim; CREATE TABLE victim.precious (x int)")
+            for owner in (me, su):
+                r = as_intruder("SELECT coding_fdw._register(424242, 'evil', 'whatever', 'victim', 'polling', "
+                                "'1 hour', NULL, '1 hour', %s)" % owner)
+                assert "permission denied for foreign server evil" in r.stderr, r.stderr
+            r = as_intruder("SELECT coding_fdw._register(%s, 'coding', 'whatever', 'victim', 'polling', "
+                            "'1 hour', NULL, '1 hour', %s)" % (srv, su))
+            assert "permission denied for foreign server coding" in r.stderr, r.stderr
+            before = q("SELECT applied || ' ' || state FROM coding_fdw.subscription WHERE server_oid = %s" % srv)
+            for sql in ("SELECT coding_fdw._finish(%s, 1000000, true, true, 'infinity')" % srv,
+                        "SELECT coding_fdw._failed(%s, 'intruder was here')" % srv):
+                r = as_intruder(sql)
+                assert r.returncode == 0, r.stderr
+            assert q("SELECT applied || ' ' || state FROM coding_fdw.subscription WHERE server_oid = %s" % srv) \
+                == before
+            r = as_intruder("SELECT coding_fdw.sync_stop('coding')")
+            assert 'permission denied for the subscription of server "coding"' in r.stderr, r.stderr
+            assert q("SELECT count(*) FROM victim.precious") == "0"
+            q("DROP SCHEMA victim CASCADE")
+            # a NULL argument is named before it reaches the private table
+            # (whose failing-row DETAIL would show the webhook secret)
+            secret = q("SELECT webhook_secret FROM coding_fdw.subscription WHERE server_name = 'signed'")
+            for sql, msg in (("SELECT coding_fdw.sync_now('signed', NULL)", 'argument "full" must not be NULL'),
+                             ("SELECT coding_fdw.wait_for_sync(NULL)", "the server name must not be NULL"),
+                             ("SELECT coding_fdw.wait_for_sync('signed', NULL)", 'argument "timeout" must not be NULL'),
+                             ("SELECT coding_fdw.sync_start('signed', 'x', mode => NULL)", 'argument "mode" must not be NULL')):
+                r = psql(sql, db=DB, check=False)
+                assert "ERROR:  %s" % msg in r.stderr and secret not in r.stderr, (sql, r.stderr)
             r = as_intruder("SELECT * FROM coding_fdw._tombstones((SELECT oid FROM pg_foreign_server WHERE srvname = 'coding'), 'issues')")
             assert "permission denied for the subscription" in r.stderr, r.stderr
             wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_dead_letter WHERE delivery = 'private-1'") == "1"
