@@ -130,6 +130,15 @@ RESET coding_fdw.max_response_size;
 -- for columns the query reads: count(*) converts none)
 \! $SIMCTL fault '{"type":"wrong_types"}'
 SELECT * FROM err('SELECT sum(code) FROM issues');
+-- a millisecond count beyond timestamptz's range: 22008 naming the column
+-- (1e300 used to overflow into 1970-01-01, -9.3e15 into year 291818)
+\! $SIMCTL fault '{"type":"raw_body","action":"DescribeIssueListWithPage","count":1,"body":"{\"Response\":{\"Data\":{\"PageNumber\":1,\"PageSize\":500,\"TotalPage\":1,\"TotalCount\":1,\"List\":[{\"Code\":1,\"CreatedAt\":1e300}]}}}"}'
+CREATE FOREIGN TABLE stamps (code int, created_at timestamptz, updated_at timestamptz)
+  SERVER coding OPTIONS (resource 'issues');
+SELECT * FROM err('SELECT max(created_at) FROM stamps');
+\! $SIMCTL fault '{"type":"raw_body","action":"DescribeIssueListWithPage","count":1,"body":"{\"Response\":{\"Data\":{\"PageNumber\":1,\"PageSize\":500,\"TotalPage\":1,\"TotalCount\":1,\"List\":[{\"Code\":2,\"UpdatedAt\":-9.3e15}]}}}"}'
+SELECT * FROM err('SELECT max(updated_at) FROM stamps');
+DROP FOREIGN TABLE stamps;
 
 -- after all that, the same backend still works
 SELECT count(*) > 0 AS ok FROM issues;

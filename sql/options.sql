@@ -28,6 +28,7 @@ CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', reques
 CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', connect_timeout_ms '1.5');
 CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', max_retries '101');
 CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', rate_limit '0');
+CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', rate_limit '1e-300');
 CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', rate_limit 'fast');
 CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', token_type 'basic');
 CREATE SERVER s_bad FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', resource 'issues');
@@ -62,6 +63,9 @@ CREATE FOREIGN TABLE ft_bad (code int) SERVER s_ok OPTIONS (resource 'issues', p
 CREATE FOREIGN TABLE ft_bad (code int OPTIONS (colname 'Code')) SERVER s_ok OPTIONS (resource 'issues');
 CREATE FOREIGN TABLE ft_bad (code int OPTIONS (field '')) SERVER s_ok OPTIONS (resource 'issues');
 CREATE FOREIGN TABLE ft_bad (code int OPTIONS (field E'Co\tde')) SERVER s_ok OPTIONS (resource 'issues');
+CREATE FOREIGN TABLE ft_bad (code int OPTIONS (field '.')) SERVER s_ok OPTIONS (resource 'issues');
+CREATE FOREIGN TABLE ft_bad (code int OPTIONS (field 'Iteration..Code')) SERVER s_ok OPTIONS (resource 'issues');
+CREATE FOREIGN TABLE ft_bad (code int OPTIONS (field 'Iteration.')) SERVER s_ok OPTIONS (resource 'issues');
 CREATE FOREIGN TABLE ft_ok (code int OPTIONS (field 'Code'), it int OPTIONS (field 'Iteration.Code'))
   SERVER s_ok OPTIONS (resource 'issues', issue_type 'DEFECT', project 'mobile', page_size '10');
 ALTER FOREIGN TABLE ft_ok OPTIONS (DROP resource);

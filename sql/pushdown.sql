@@ -189,5 +189,90 @@ SELECT same_rows($$SELECT code FROM coding.iterations WHERE assignee_id = (SELEC
 SELECT same_rows($$SELECT code, name FROM coding.iterations WHERE name LIKE '%发布%' AND end_at <= '2025-12-31'$$);
 \! $SIMCTL bodies --action DescribeIterationList --omit ProjectName,Limit,Offset
 
+-- values Coding would refuse, or would match otherwise than PostgreSQL:
+-- not sent, so the local check alone decides (each was an error, or lost
+-- rows, when it was sent)
+\! $SIMCTL clear-log
+SELECT same_rows($$SELECT code FROM coding.issues WHERE issue_status_type = 'todo'$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE issue_status_type IN ('TODO', 'DONE')$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE issue_status_type <> ALL('{}')$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE priority = 5$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE priority IN (1, 9)$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE issue_status_name = ' '$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE issue_status_name = ' 处理中'$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE labels @> '[{"Name": " "}]'$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE name ILIKE '%İ%' COLLATE "und-x-icu"$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE name ILIKE '%é%' COLLATE "und-x-icu"$$);
+SELECT same_rows($$SELECT code FROM coding.iterations WHERE status = 'completed'$$);
+SELECT same_rows($$SELECT code FROM coding.iterations WHERE name ILIKE '%İ%' COLLATE "und-x-icu"$$);
+SET timezone = 'Etc/GMT+12';
+SELECT same_rows($$SELECT code FROM coding.issues WHERE created_at < '5874897-12-31'::date$$);
+SELECT same_rows($$SELECT code FROM coding.issues WHERE created_at < '294276-12-31 23:59:59'::timestamp$$);
+SET timezone = 'Etc/GMT-12';
+SELECT same_rows($$SELECT code FROM coding.issues WHERE created_at > '4714-11-24 00:00:00 BC'::timestamp$$);
+SET timezone = 'Asia/Shanghai';
+\! $SIMCTL bodies --omit ProjectName,PageSize,ShowSubIssues,PageNumber,SortKey,SortValue,Limit,Offset | sort | uniq -c
+-- a caseless keyword is still sent for ILIKE
+\! $SIMCTL clear-log
+SELECT same_rows($$SELECT code FROM coding.issues WHERE name ILIKE '%登录%' COLLATE "und-x-icu"$$);
+\! $SIMCTL bodies --action DescribeIssueListWithPage --omit ProjectName,PageSize,ShowSubIssues,PageNumber | sort | uniq -c
+-- a LIKE pattern ending in the escape character: PostgreSQL's own error
+SELECT count(*) FROM coding.issues WHERE name LIKE 'Fix\';
+-- a case-blind collation: Coding would compare exactly
+CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+EXPLAIN (VERBOSE, COSTS OFF) SELECT code FROM coding.issues WHERE issue_status_type = 'todo' COLLATE ci;
+SELECT same_rows($$SELECT code FROM coding.issues WHERE issue_status_type = 'todo' COLLATE ci$$);
+SELECT count(*) > 0 AS found FROM coding.issues WHERE issue_status_type = 'todo' COLLATE ci;
+DROP COLLATION ci;
+-- assignee_id IS NULL is not sent as UNSPECIFIC: that also needs no
+-- Assignees, and an issue may have those without an AssigneeId
+SELECT code AS lone, (SELECT min(id) FROM coding.project_members) AS mid FROM coding.issues
+ WHERE assignee_id IS NULL AND assignees = '[]' ORDER BY code LIMIT 1 \gset
+\setenv LONE :lone
+\setenv MID :mid
+\! $SIMCTL -q update issue $LONE "{\"AssigneeId\": 0, \"Assignees\": [$MID]}"
+SELECT assignee_id, jsonb_array_length(assignees) FROM coding.issues WHERE code = :lone;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT code FROM coding.issues WHERE assignee_id IS NULL;
+SELECT count(*) FROM coding.issues WHERE assignee_id IS NULL AND code = :lone;
+SELECT same_rows($$SELECT code FROM coding.issues WHERE assignee_id IS NULL$$);
+\! $SIMCTL -q update issue $LONE '{"AssigneeId": 0, "Assignees": []}'
+
+-- a key lookup reads DescribeIssue, which lacks AssigneeId, CreatorId,
+-- ParentId, ParentCode and Iteration.Id: a column reading one of them by
+-- its "field" option keeps the listing (it read NULL)
+CREATE FOREIGN TABLE coding.by_field (code int, aid bigint OPTIONS (field 'AssigneeId'),
+  it_id bigint OPTIONS (field 'Iteration.Id'), pid bigint OPTIONS (field 'ParentId'))
+  SERVER coding OPTIONS (resource 'issues');
+SELECT array_agg(code)::text AS codes FROM (SELECT code FROM coding.issues
+ WHERE assignee_id IS NOT NULL AND iteration_id IS NOT NULL ORDER BY code LIMIT 3) s \gset
+EXPLAIN (VERBOSE, COSTS OFF) SELECT code, aid FROM coding.by_field WHERE code = ANY(:'codes'::int[]);
+SELECT same_rows($$SELECT code, aid, it_id, pid FROM coding.by_field WHERE code = ANY($$ || quote_literal(:'codes') || $$::int[])$$);
+SELECT count(*) FROM coding.by_field WHERE code = ANY(:'codes'::int[]) AND aid IS NOT NULL AND it_id IS NOT NULL;
+-- a column of its own name with no such field: the lookup stays
+EXPLAIN (VERBOSE, COSTS OFF) SELECT code FROM coding.by_field WHERE code = ANY(:'codes'::int[]);
+DROP FOREIGN TABLE coding.by_field;
+
+-- a database in another encoding: values are sent in UTF-8 (they were
+-- sent in LATIN1, which Coding refused as invalid JSON)
+\set regress_db :DBNAME
+CREATE DATABASE coding_fdw_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+\! $SIMCTL --project mobile create issue '{"Name": "café au lait", "Type": "DEFECT"}' | python3 -c 'import json,sys; print("created", json.load(sys.stdin)["Name"])'
+\c coding_fdw_latin1
+SET client_encoding = 'UTF8';
+CREATE EXTENSION coding_fdw;
+CREATE SERVER coding FOREIGN DATA WRAPPER coding_fdw
+  OPTIONS (team 'acme', project 'mobile', api_url :'sim_url', rate_limit '1000');
+CREATE USER MAPPING FOR CURRENT_USER SERVER coding OPTIONS (token 'secret-token');
+CREATE SCHEMA coding;
+IMPORT FOREIGN SCHEMA mobile LIMIT TO (issues) FROM SERVER coding INTO coding;
+\! $SIMCTL clear-log
+SELECT name FROM coding.issues WHERE name LIKE '%café%';
+SELECT name FROM coding.issues WHERE name ILIKE '%CAFé AU%';
+SELECT name FROM coding.issues WHERE name = 'café au lait';
+\! $SIMCTL bodies --action DescribeIssueListWithPage --omit ProjectName,PageSize,ShowSubIssues,PageNumber
+\c :regress_db
+DROP DATABASE coding_fdw_latin1;
+\! $SIMCTL --project mobile delete issue "$($SIMCTL --project mobile dump | python3 -c 'import json,sys; print([i["Code"] for i in json.load(sys.stdin)["projects"]["mobile"]["issues"] if i["Name"] == "café au lait"][0])')"
+
 DROP SCHEMA coding CASCADE;
 DROP SERVER coding CASCADE;

@@ -31,6 +31,7 @@
 #include <curl/curl.h>
 #include <poll.h>
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
@@ -823,7 +824,8 @@ action_url(CodingConnInfo *conn, const char *action)
 
 /*
  * request_text
- *		The body as sent: the caller's fields plus "Action".
+ *		The body as sent: the caller's fields plus "Action", in UTF-8 (its
+ *		strings come from the database, in the database's encoding).
  */
 static char *
 request_text(cJSON *body, const char *action)
@@ -835,7 +837,7 @@ request_text(cJSON *body, const char *action)
 	text = cJSON_PrintUnformatted(body);
 	if (text == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	return text;
+	return pg_server_to_any(text, strlen(text), PG_UTF8);
 }
 
 /*

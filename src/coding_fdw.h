@@ -255,6 +255,7 @@ typedef struct CodingPushedItem
 	char	   *column;			/* known column name */
 	int			op;				/* CODING_OP_* */
 	Expr	   *value;			/* evaluated when the scan starts; NULL for IS NULL */
+	Oid			collation;		/* the comparison's collation (ILIKE folds case by it) */
 } CodingPushedItem;
 
 /* The request a scan sends, built from the pushed items' values. */

@@ -312,11 +312,11 @@ coding_make_columns(Relation rel, CodingResource res, Bitmapset *wanted,
 			if (res == CODING_RES_ISSUES)
 			{
 				List	   *p = split_path(col->field);
-				const char *first = linitial(p);
 
-				for (k = 0; k < nknown; k++)
+				/* a column named "." has no key at all: it reads NULL */
+				for (k = 0; p != NIL && k < nknown; k++)
 					if (known[k].detail_only && known[k].field &&
-						strcmp(known[k].field, first) == 0)
+						strcmp(known[k].field, (char *) linitial(p)) == 0)
 						col->detail_only = true;
 			}
 		}
@@ -1247,9 +1247,21 @@ empty_jsonb_array(void)
 static TimestampTz
 epoch_ms_to_timestamptz(double ms)
 {
-	int64		usec = (int64) llround(ms) * 1000;
+	const int64 shift = (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+	TimestampTz ts;
 
-	return usec - (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+	/* beyond timestamptz's range (1e300 would overflow the arithmetic) */
+	if (!(ms * 1000.0 >= (double) MIN_TIMESTAMP + (double) shift &&
+		  ms * 1000.0 < (double) END_TIMESTAMP + (double) shift))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range: %s milliseconds since 1970", number_text(ms))));
+	ts = (int64) llround(ms) * 1000 - shift;
+	if (!IS_VALID_TIMESTAMP(ts))	/* rounding at the very edge */
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range: %s milliseconds since 1970", number_text(ms))));
+	return ts;
 }
 
 /* State for the error context of a conversion. */

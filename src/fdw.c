@@ -237,25 +237,40 @@ detail_attrs(Relation rel, CodingTableInfo *tinfo, Bitmapset *attrs_used)
 
 /*
  * key_lookup_allowed
- *		A lookup by code uses DescribeIssue alone, whose object lacks the
- *		list's Assignees and differs as a whole (raw): allowed only when the
- *		query reads neither, so every plan gives the same rows.
+ *		A lookup by code uses DescribeIssue alone, whose object lacks some of
+ *		the list's fields (AssigneeId, Assignees, CreatorId, ParentId,
+ *		ParentCode, Iteration.Id) and differs as a whole (raw): allowed only
+ *		when the query reads none of them, by any column name or "field"
+ *		option, unless the column has a fallback DescribeIssue does return
+ *		(assignee_id reads Assignee.Id), so every plan gives the same rows.
  */
 static bool
-key_lookup_allowed(Oid relid, Bitmapset *attrs_used)
+key_lookup_allowed(Relation rel, Bitmapset *attrs_used)
 {
-	static const char *const list_only[] = {"assignees", "raw"};
+	static const char *const list_only[] = {"AssigneeId", "Assignees", "CreatorId",
+	"ParentId", "ParentCode", "Iteration.Id"};
+	CodingColumn *cols;
+	int			ncols;
 	int			i;
+	int			k;
 
 	if (bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs_used))
 		return false;
-	for (i = 0; i < (int) lengthof(list_only); i++)
+	cols = coding_make_columns(rel, CODING_RES_ISSUES, attrs_used, &ncols);
+	for (i = 0; i < ncols; i++)
 	{
-		AttrNumber	attno = get_attnum(relid, list_only[i]);
-
-		if (attno != InvalidAttrNumber &&
-			bms_is_member(attno - FirstLowInvalidHeapAttributeNumber, attrs_used))
+		if (cols[i].source == COLSRC_RAW)
 			return false;
+		if (cols[i].source != COLSRC_FIELD || cols[i].fallback != NIL)
+			continue;
+		for (k = 0; k < (int) lengthof(list_only); k++)
+		{
+			size_t		len = strlen(list_only[k]);
+
+			if (strncmp(cols[i].field, list_only[k], len) == 0 &&
+				(cols[i].field[len] == '\0' || cols[i].field[len] == '.'))
+				return false;
+		}
 	}
 	return true;
 }
@@ -274,6 +289,7 @@ codingGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
 	Oid			userid = OidIsValid(baserel->userid) ? baserel->userid : GetUserId();
 	Relation	rel;
 	ListCell   *lc;
+	bool		lookup_ok;
 
 	ps->tinfo = coding_get_table_info(foreigntableid);
 	ps->conn = coding_get_conn_info(baserel->serverid, userid, foreigntableid);
@@ -292,10 +308,11 @@ codingGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
 	rel = table_open(foreigntableid, NoLock);
 	ps->detail_used = detail_attrs(rel, ps->tinfo, ps->attrs_used);
 	ps->need_detail = ps->detail_used != NULL;
+	lookup_ok = ps->tinfo->resource == CODING_RES_ISSUES &&
+		key_lookup_allowed(rel, ps->attrs_used);
 	table_close(rel, NoLock);
 
-	if (ps->tinfo->resource == CODING_RES_ISSUES &&
-		key_lookup_allowed(foreigntableid, ps->attrs_used))
+	if (lookup_ok)
 	{
 		AttrNumber	attno = get_attnum(foreigntableid, "code");
 
@@ -583,9 +600,10 @@ codingGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 			continue;
 		if (strcmp(item->column, "code") == 0 && !ps->key_allowed)
 			continue;
-		items = lappend(items, list_make3(makeString(item->column),
+		items = lappend(items, list_make4(makeString(item->column),
 										  makeInteger(item->op),
-										  makeInteger(item->value != NULL)));
+										  makeInteger(item->value != NULL),
+										  makeInteger((int) item->collation)));
 		if (item->value)
 			values = lappend(values, item->value);
 	}
@@ -716,6 +734,7 @@ codingBeginForeignScan(ForeignScanState *node, int eflags)
 
 		item->column = strVal(linitial(it));
 		item->op = intVal(lsecond(it));
+		item->collation = (Oid) intVal(lfourth(it));
 		if (intVal(lthird(it)))
 		{
 			item->value = (Expr *) lfirst(value_cell);

@@ -30,13 +30,16 @@ int			coding_max_response_size = 64 * 1024 * 1024;
 typedef enum OptionCheck
 {
 	OPT_TEXT,					/* non-empty text */
+	OPT_FIELD,					/* a JSON key, or keys joined by dots */
 	OPT_TEAM,					/* a host label */
 	OPT_URL,					/* http(s) URL without credentials */
 	OPT_TOKEN,					/* secret: never echoed */
 	OPT_INT,					/* integer in [min, max] */
-	OPT_REAL,					/* number in (0, max] */
+	OPT_REAL,					/* number in [OPT_REAL_MIN, max] */
 	OPT_ENUM					/* one of the listed words */
 } OptionCheck;
+
+#define OPT_REAL_MIN 0.001			/* rate_limit: one call in 1,000 s */
 
 /* One valid option: where it may be given and how its value is checked. */
 typedef struct CodingOption
@@ -70,7 +73,7 @@ static const CodingOption coding_options[] = {
 	{"project", ForeignTableRelationId, OPT_TEXT},
 	{"issue_type", ForeignTableRelationId, OPT_ENUM, 0, 0, issue_types},
 	{"page_size", ForeignTableRelationId, OPT_INT, 1, CODING_MAX_PAGE_SIZE},
-	{"field", AttributeRelationId, OPT_TEXT},
+	{"field", AttributeRelationId, OPT_FIELD},
 	{NULL}
 };
 
@@ -139,6 +142,7 @@ check_option_value(const CodingOption *opt, DefElem *def)
 	switch (opt->check)
 	{
 		case OPT_TEXT:
+		case OPT_FIELD:
 			if (value[0] == '\0')
 				ereport(ERROR,
 						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
@@ -149,6 +153,12 @@ check_option_value(const CodingOption *opt, DefElem *def)
 							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 							 errmsg("option \"%s\" must not contain control characters",
 									opt->name)));
+			if (opt->check == OPT_FIELD &&
+				(value[0] == '.' || value[strlen(value) - 1] == '.' || strstr(value, "..") != NULL))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"field\": \"%s\"", value),
+						 errdetail("A field is a key of Coding's JSON, or keys joined by dots, as \"Iteration.Code\"; no key may be empty.")));
 			break;
 		case OPT_TEAM:
 			for (p = value; *p; p++)
@@ -226,13 +236,14 @@ check_option_value(const CodingOption *opt, DefElem *def)
 
 				errno = 0;
 				d = strtod(value, &end);
+				/* below a thousandth, the wait between calls would overflow */
 				if (errno != 0 || end == value || *end != '\0' ||
-					!(d > 0) || d > opt->max)
+					!(d >= OPT_REAL_MIN) || d > opt->max)
 					ereport(ERROR,
 							(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 							 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
-							 errdetail("Valid values are numbers greater than 0 and at most %d.",
-									   opt->max)));
+							 errdetail("Valid values are numbers from %g to %d.",
+									   OPT_REAL_MIN, opt->max)));
 			}
 			break;
 		case OPT_ENUM:

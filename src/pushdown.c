@@ -23,8 +23,10 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/clauses.h"
 #include "optimizer/optimizer.h"
+#include "catalog/pg_collation.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/formatting.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/jsonb.h"
@@ -59,20 +61,23 @@ typedef struct PushableColumn
 	bool		numeric;		/* values must be integers */
 	bool		null_ok;		/* IS NULL becomes ConstValue UNSPECIFIC */
 	const char *const *closed_set;	/* all values, if known: <> pushable */
+	const char *const *accepted;	/* the only values Coding accepts, if any */
 } PushableColumn;
 
 /* Columns whose values form a closed set: <> and NOT IN become the rest. */
 static const char *const status_types[] = {"TODO", "PROCESSING", "COMPLETED", NULL};
 static const char *const iteration_statuses[] = {"WAIT_PROCESS", "PROCESSING", "COMPLETED", NULL};
+static const char *const priorities[] = {"0", "1", "2", "3", NULL};
 
 static const PushableColumn pushable[] = {
 	{CODING_RES_ISSUES, "type", PK_ISSUE_TYPE, NULL, false, false},
-	{CODING_RES_ISSUES, "issue_status_type", PK_LIST, "STATUS_TYPE", false, false, status_types},
+	{CODING_RES_ISSUES, "issue_status_type", PK_LIST, "STATUS_TYPE", false, false, status_types, status_types},
 	{CODING_RES_ISSUES, "issue_status_name", PK_LIST, "STATUS", false, false},
 	{CODING_RES_ISSUES, "issue_status_id", PK_LIST, "STATUS", true, false},
-	{CODING_RES_ISSUES, "assignee_id", PK_LIST, "ASSIGNEE", true, true},
+	/* not IS NULL: UNSPECIFIC also needs Assignees empty, a narrower test */
+	{CODING_RES_ISSUES, "assignee_id", PK_LIST, "ASSIGNEE", true, false},
 	{CODING_RES_ISSUES, "creator_id", PK_LIST, "CREATOR", true, false},
-	{CODING_RES_ISSUES, "priority", PK_LIST, "PRIORITY", true, true},
+	{CODING_RES_ISSUES, "priority", PK_LIST, "PRIORITY", true, true, NULL, priorities},
 	{CODING_RES_ISSUES, "iteration_code", PK_LIST, "ITERATION", true, true},
 	{CODING_RES_ISSUES, "parent_code", PK_LIST, "PARENT", true, true},
 	{CODING_RES_ISSUES, "issue_type_id", PK_LIST, "ISSUE_TYPE", true, false},
@@ -83,7 +88,8 @@ static const PushableColumn pushable[] = {
 	{CODING_RES_ISSUES, "start_date", PK_DATE, "START_DATE", false, true},
 	{CODING_RES_ISSUES, "name", PK_KEYWORD, "KEYWORD", false, false},
 	{CODING_RES_ISSUES, "code", PK_CODE, NULL, true, false},
-	{CODING_RES_ITERATIONS, "status", PK_ITER_STATUS, NULL, false, false, iteration_statuses},
+	{CODING_RES_ITERATIONS, "status", PK_ITER_STATUS, NULL, false, false, iteration_statuses,
+	iteration_statuses},
 	{CODING_RES_ITERATIONS, "assignee_id", PK_ITER_ASSIGNEE, NULL, true, false},
 	{CODING_RES_ITERATIONS, "name", PK_ITER_KEYWORDS, NULL, false, false},
 	{CODING_RES_ITERATIONS, "start_at", PK_ITER_START, NULL, false, false},
@@ -238,6 +244,7 @@ coding_classify_clause(Oid relid, Index scanrelid, CodingResource res, Expr *cla
 	int			op = -1;
 	const PushableColumn *pc;
 	CodingPushedItem *item;
+	Oid			collation;
 
 	if (!coding_enable_pushdown)
 		return NULL;
@@ -288,6 +295,10 @@ coding_classify_clause(Oid relid, Index scanrelid, CodingResource res, Expr *cla
 		return NULL;
 	if (value != NULL && !usable_value(value, scanrelid))
 		return NULL;
+	/* a case- or accent-blind comparison: Coding would compare exactly */
+	collation = exprInputCollation((Node *) clause);
+	if (OidIsValid(collation) && !get_collation_isdeterministic(collation))
+		return NULL;
 	pc = find_pushable(relid, res, var->varattno);
 	if (pc == NULL || !op_fits(pc, op))
 		return NULL;
@@ -296,6 +307,7 @@ coding_classify_clause(Oid relid, Index scanrelid, CodingResource res, Expr *cla
 	item->column = pstrdup(pc->column);
 	item->op = op;
 	item->value = (Expr *) value;
+	item->collation = OidIsValid(collation) ? collation : DEFAULT_COLLATION_OID;
 	return item;
 }
 
@@ -354,6 +366,8 @@ coding_op_name(int op)
  * ---------------------------------------------------------------------
  */
 
+static bool string_in(const char *const *list, const char *s);
+
 /* datum_text: a value's text through its type's output function. */
 static char *
 datum_text(Datum d, Oid type)
@@ -387,8 +401,10 @@ is_integer_text(const char *s)
  *		split a comma-separated list).
  */
 static bool
-value_texts(Datum d, Oid type, int op, bool numeric, List **texts)
+value_texts(Datum d, Oid type, int op, const PushableColumn *pc, List **texts)
 {
+	bool		numeric = pc->numeric;
+
 	*texts = NIL;
 	if (op == CODING_OP_ANY || op == CODING_OP_NOT_ANY)
 	{
@@ -419,11 +435,29 @@ value_texts(Datum d, Oid type, int op, bool numeric, List **texts)
 		{
 			char	   *t = lfirst(lc);
 
+			size_t		len = strlen(t);
+
 			if (numeric ? !is_integer_text(t) : (strchr(t, ',') != NULL || t[0] == '\0'))
+				return false;
+			/* Coding trims each value: " x" would find "x", not " x" */
+			if (len > 0 && (isspace((unsigned char) t[0]) || isspace((unsigned char) t[len - 1])))
+				return false;
+			/* a value outside a documented set: Coding refuses the request */
+			if (pc->accepted && !string_in(pc->accepted, t))
 				return false;
 		}
 	}
 	return true;
+}
+
+/* string_in: whether s is one of a NULL-terminated list. */
+static bool
+string_in(const char *const *list, const char *s)
+{
+	for (; *list; list++)
+		if (strcmp(*list, s) == 0)
+			return true;
+	return false;
 }
 
 /*
@@ -434,21 +468,24 @@ value_texts(Datum d, Oid type, int op, bool numeric, List **texts)
 static bool
 datum_timestamptz(Datum d, Oid type, TimestampTz *ts)
 {
+	int			overflow = 0;
+
 	switch (type)
 	{
 		case TIMESTAMPTZOID:
 			*ts = DatumGetTimestampTz(d);
 			break;
 		case TIMESTAMPOID:
-			*ts = DatumGetTimestampTz(DirectFunctionCall1(timestamp_timestamptz, d));
+			/* out of timestamptz's range: the comparison itself copes, so not sent */
+			*ts = timestamp2timestamptz_opt_overflow(DatumGetTimestamp(d), &overflow);
 			break;
 		case DATEOID:
-			*ts = DatumGetTimestampTz(DirectFunctionCall1(date_timestamptz, d));
+			*ts = date2timestamptz_opt_overflow(DatumGetDateADT(d), &overflow);
 			break;
 		default:
 			return false;
 	}
-	return !TIMESTAMP_NOT_FINITE(*ts);
+	return overflow == 0 && !TIMESTAMP_NOT_FINITE(*ts);
 }
 
 /*
@@ -496,13 +533,43 @@ like_keyword(const char *pattern)
 			resetStringInfo(&run);
 			continue;
 		}
-		if (*p == '\\' && p[1])
+		if (*p == '\\')
+		{
+			if (p[1] == '\0')
+				return NULL;	/* PostgreSQL's own check raises the error */
 			p++;
+		}
 		appendStringInfoChar(&run, *p);
 	}
 	if (run.len > (int) strlen(best))
 		best = pstrdup(run.data);
 	return best;
+}
+
+/*
+ * caseless_beyond_ascii
+ *		Whether every non-ASCII letter of an ILIKE keyword is its own lower
+ *		and upper case (Chinese, emoji).  Coding folds case its own way; for
+ *		"É" or "İ" its match could miss rows PostgreSQL's lower() would
+ *		find, so such a keyword is not sent.
+ */
+static bool
+caseless_beyond_ascii(const char *kw, Oid collation)
+{
+	StringInfoData rest;
+	const char *p;
+	char	   *lower;
+	char	   *upper;
+
+	initStringInfo(&rest);
+	for (p = kw; *p; p++)
+		if (IS_HIGHBIT_SET(*p))
+			appendStringInfoChar(&rest, *p);
+	if (rest.len == 0)
+		return true;
+	lower = str_tolower(rest.data, rest.len, collation);
+	upper = str_toupper(rest.data, rest.len, collation);
+	return strcmp(lower, rest.data) == 0 && strcmp(upper, rest.data) == 0;
 }
 
 /*
@@ -523,7 +590,9 @@ label_value(Datum d)
 	if (!cJSON_IsObject(obj))
 		return NULL;
 	v = cJSON_GetObjectItemCaseSensitive(obj, "Name");
-	if (cJSON_IsString(v) && v->valuestring[0] && !strchr(v->valuestring, ','))
+	if (cJSON_IsString(v) && v->valuestring[0] && !strchr(v->valuestring, ',') &&
+		!isspace((unsigned char) v->valuestring[0]) &&
+		!isspace((unsigned char) v->valuestring[strlen(v->valuestring) - 1]))
 		return pstrdup(v->valuestring);
 	v = cJSON_GetObjectItemCaseSensitive(obj, "Id");
 	if (cJSON_IsNumber(v))
@@ -668,8 +737,10 @@ coding_build_request(CodingRequest *req, CodingResource res,
 			case PK_LIST:
 				if (item->op == CODING_OP_NULL)
 					add_condition(req, &used_keys, pc->key, NULL, "UNSPECIFIC");
-				else if (!value_texts(d, type, item->op, pc->numeric, &texts))
+				else if (!value_texts(d, type, item->op, pc, &texts))
 					break;
+				else if (item->op == CODING_OP_NOT_ANY && texts == NIL)
+					break;		/* <> ALL('{}') is true, for NULL too */
 				else if ((item->op == CODING_OP_NE || item->op == CODING_OP_NOT_ANY) &&
 						 (texts = complement(pc->closed_set, texts)) == NIL)
 					req->empty = true;	/* <> every value there is */
@@ -723,7 +794,9 @@ coding_build_request(CodingRequest *req, CodingResource res,
 					char	   *t = datum_text(d, type);
 					char	   *kw = item->op == CODING_OP_EQ ? t : like_keyword(t);
 
-					if (kw[0] == '\0')
+					if (kw == NULL || kw[0] == '\0')
+						break;
+					if (item->op == CODING_OP_ILIKE && !caseless_beyond_ascii(kw, item->collation))
 						break;
 					if (pc->kind == PK_ITER_KEYWORDS)
 					{
@@ -747,7 +820,7 @@ coding_build_request(CodingRequest *req, CodingResource res,
 			case PK_CODE:
 				if (req->key_lookup)
 					break;		/* one set of codes; the rest is local */
-				if (!value_texts(d, type, item->op, true, &texts))
+				if (!value_texts(d, type, item->op, pc, &texts))
 					break;
 				req->key_lookup = true;
 				{
@@ -772,7 +845,8 @@ coding_build_request(CodingRequest *req, CodingResource res,
 					ListCell   *lc2;
 
 					if (cJSON_HasObjectItem(req->iteration_fields, field) ||
-						!value_texts(d, type, item->op, pc->numeric, &texts))
+						!value_texts(d, type, item->op, pc, &texts) ||
+						(item->op == CODING_OP_NOT_ANY && texts == NIL))
 						break;
 					if (item->op == CODING_OP_NE || item->op == CODING_OP_NOT_ANY)
 						texts = complement(pc->closed_set, texts);

@@ -51,6 +51,10 @@ start_sim() {
 
 cleanup() {
     for f in "$WORK"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+    # KEEP_RESULTS=DIR keeps pg_regress's results there (to update expected/)
+    if [ -n "${KEEP_RESULTS:-}" ] && [ -d "$WORK/regress" ]; then
+        rm -rf "$KEEP_RESULTS"; cp -r "$WORK/regress" "$KEEP_RESULTS"
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
