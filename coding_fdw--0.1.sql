@@ -590,6 +590,16 @@ LANGUAGE sql IMMUTABLE AS $$
               THEN to_timestamp(j::numeric / 1000) END
 $$;
 
+-- The same, NULL where timestamptz has no such moment: for the stamp that
+-- orders an issue's events, computed for a whole batch before any event's
+-- own error handling (one event's 1e20 failed every event of its batch).
+CREATE FUNCTION _ms_stamp(j jsonb) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN jsonb_typeof(j) = 'number'
+               AND j::numeric BETWEEN -210866803200000 AND 9224318015999999
+              THEN coding_fdw._ms(j) END
+$$;
+
 -- A user reference: a user object's "id" or a plain number; 0 is NULL.
 CREATE FUNCTION _uid(j jsonb) RETURNS bigint
 LANGUAGE sql IMMUTABLE AS $$
@@ -886,7 +896,7 @@ BEGIN
       issue_ids := issue_ids || ev.id;
       issue_codes := issue_codes || coding_fdw._issue_code(ev.payload);
       issue_deletes := issue_deletes || (ev.event = 'ISSUE_DELETED');
-      issue_stamps := issue_stamps || coding_fdw._ms(ev.payload->'issue'->'updated_at');
+      issue_stamps := issue_stamps || coding_fdw._ms_stamp(ev.payload->'issue'->'updated_at');
       CONTINUE;
     END IF;
     BEGIN

@@ -680,6 +680,17 @@ def main():
             for delivery, (_, error) in malformed.items():
                 got = q("SELECT error FROM coding_fdw.webhook_dead_letter WHERE delivery = '%s'" % delivery)
                 assert got == error, (delivery, got, error)
+            # an updated_at beyond timestamptz's range only loses its stamp:
+            # computed for the whole batch, it used to fail every event in it
+            leaf = leaf_issues("mirror")[0]
+            st, _, _ = post(url, {"event": "ISSUE_UPDATED", "issue": {"code": leaf, "updated_at": 1e20}},
+                            headers={"X-Coding-Delivery": "huge-stamp"})
+            assert st == 200
+            wait_until(lambda: q("SELECT state FROM coding_fdw.webhook_event WHERE delivery = 'huge-stamp'")
+                       in ("applied", "dead"), 30, "the event with a huge stamp to be done")
+            got = q("SELECT state || ' ' || coalesce(last_error, '') FROM coding_fdw.webhook_event "
+                    "WHERE delivery = 'huge-stamp'")
+            assert got == "applied", got
             q("SELECT coding_fdw.replay('bad-1')")
             assert q("SELECT count(*) FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") == "0"
             wait_until(lambda: q("SELECT attempts FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") == "2",
