@@ -401,11 +401,12 @@ END $$;
 -- catalog.  In a poll or webhook refresh, a row with a tombstone is only
 -- brought back by a change newer than its deletion; deleted rows get
 -- tombstones.
--- Returns inserted, updated, deleted and the newest updated_at seen.
+-- Returns inserted, updated, deleted, the newest updated_at seen and the
+-- keys of the rows inserted, updated or deleted.
 CREATE FUNCTION _apply(srv oid, src name, dst name, tbl text, source text,
                        since timestamptz, do_delete boolean, codes int[] DEFAULT NULL,
                        OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
-                       OUT newest timestamptz)
+                       OUT newest timestamptz, OUT changed bigint[])
 LANGUAGE plpgsql AS $$
 DECLARE
   keycol text := CASE tbl WHEN 'project_members' THEN 'id' ELSE 'code' END;
@@ -437,7 +438,7 @@ BEGIN
                  ON CONFLICT (team, project, %6$I) DO UPDATE
                    SET (%1$s, synced_at, synced_by) = (%7$s, now(), $2)
                    WHERE (%8$s) IS DISTINCT FROM (%7$s)%11$s
-                 RETURNING (xmax = 0) AS ins),
+                 RETURNING (xmax = 0) AS ins, d.%6$I::bigint AS key),
           del AS (DELETE FROM %5$I.%3$I d
                    WHERE $3 AND ($6 IS NULL OR d.%6$I = ANY($6))
                      AND NOT EXISTS (SELECT 1 FROM s WHERE s.%6$I = d.%6$I)
@@ -445,7 +446,8 @@ BEGIN
           tomb AS (SELECT coding_fdw._bury($4, $5, array_agg(key), array_agg(updated_at)) AS n
                      FROM del WHERE %9$L)
      SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins),
-            (SELECT count(*) FROM del), %13$s, (SELECT n FROM tomb) FROM up',
+            (SELECT count(*) FROM del), %13$s, (SELECT n FROM tomb),
+            array_agg(key) || (SELECT coalesce(array_agg(key::bigint), ''{}'') FROM del) FROM up',
     cols, src, tbl, filter, dst, keycol, excluded_cols, current_cols, stamped,
     CASE WHEN stamped THEN '(t.updated_at IS NULL OR s.updated_at IS NULL OR s.updated_at <= t.updated_at)'
          ELSE 'false' END,
@@ -454,8 +456,40 @@ BEGIN
     CASE WHEN tbl = 'issues' THEN '(SELECT max(updated_at) FROM s)' ELSE 'NULL::timestamptz' END,
     -- a full sync is an explicit "take Coding's state": no tombstone holds
     stamped AND source <> 'full')
-  INTO inserted, updated, deleted, newest, buried
+  INTO inserted, updated, deleted, newest, buried, changed
   USING since, source, do_delete, srv, tbl, codes;
+  changed := array_remove(changed, NULL);
+END $$;
+
+-- The issues whose detail columns show something of the given ones: their
+-- parents (parent_code, and any row whose sub_tasks list one of them, so
+-- a former parent too), the sub-tasks they list or that name them as
+-- parent, and the issues of an epic.  Those copies change without their
+-- own updated_at changing, so no poll or webhook would otherwise reach
+-- them.  Empty without detail columns (details => false).
+CREATE FUNCTION _related(dst name, codes bigint[]) RETURNS int[]
+LANGUAGE plpgsql AS $$
+DECLARE
+  rel int[];
+BEGIN
+  IF codes IS NULL OR cardinality(codes) = 0 OR NOT EXISTS (
+       SELECT 1 FROM pg_attribute WHERE attrelid = format('%I.issues', dst)::regclass
+          AND attname IN ('sub_tasks', 'epic') AND NOT attisdropped HAVING count(*) = 2) THEN
+    RETURN '{}';
+  END IF;
+  EXECUTE format($q$
+    WITH sub AS (SELECT d.code, CASE WHEN st->>'Code' ~ '^[0-9]{1,9}$' THEN (st->>'Code')::int END AS child
+                   FROM %1$I.issues d,
+                        jsonb_array_elements(CASE jsonb_typeof(d.sub_tasks) WHEN 'array' THEN d.sub_tasks
+                                             ELSE '[]' END) st)
+    SELECT coalesce(array_agg(DISTINCT x), '{}') FROM (
+      SELECT d.parent_code AS x FROM %1$I.issues d WHERE d.code = ANY($1)
+      UNION ALL SELECT sub.child FROM sub WHERE sub.code = ANY($1)
+      UNION ALL SELECT sub.code FROM sub WHERE sub.child = ANY($1)
+      UNION ALL SELECT d.code FROM %1$I.issues d WHERE d.parent_code = ANY($1)
+      UNION ALL SELECT d.code FROM %1$I.issues d WHERE d.epic->>'Code' = ANY($1::text[])
+    ) r WHERE x IS NOT NULL AND x <> ALL ($1)$q$, dst) INTO rel USING codes;
+  RETURN rel;
 END $$;
 
 -- Delete local issues that Coding no longer has: one listing of the codes
@@ -545,6 +579,10 @@ DECLARE
   reconcile boolean;
   source text;
   r record;
+  r2 record;
+  related int[];
+  ins bigint;
+  upd bigint;
   tbl text;
   removed bigint;
   newest timestamptz;
@@ -561,17 +599,29 @@ BEGIN
       CASE WHEN tbl = 'issues' AND NOT is_full THEN s.issues_cursor - interval '1 day' END,
       is_full OR tbl <> 'issues');
     removed := r.deleted;
+    ins := r.inserted;
+    upd := r.updated;
+    IF tbl = 'issues' AND NOT is_full THEN
+      -- the copies other issues hold of what changed (a full sync reads all)
+      related := coding_fdw._related(s.into_schema, r.changed);
+      IF cardinality(related) > 0 THEN
+        SELECT * INTO r2 FROM coding_fdw._apply(srv, s.source_schema, s.into_schema, 'issues', source,
+                                                NULL, false, related);
+        ins := ins + r2.inserted;
+        upd := upd + r2.updated;
+      END IF;
+    END IF;
     IF tbl = 'issues' THEN
       newest := r.newest;
       IF reconcile AND NOT is_full THEN
         removed := removed + coding_fdw._reconcile(srv, s.source_schema, s.into_schema);
       END IF;
     END IF;
-    PERFORM coding_fdw._record(srv, tbl, source, r.inserted, r.updated, removed);
-    IF r.inserted + r.updated + removed > 0 THEN
+    PERFORM coding_fdw._record(srv, tbl, source, ins, upd, removed);
+    IF ins + upd + removed > 0 THEN
       PERFORM pg_notify('coding_fdw_changes',
         json_build_object('server', s.server_name, 'table', tbl, 'source', source,
-                          'inserted', r.inserted, 'updated', r.updated, 'deleted', removed)::text);
+                          'inserted', ins, 'updated', upd, 'deleted', removed)::text);
     END IF;
   END LOOP;
   PERFORM coding_fdw._finish(srv, s.requested, is_full, reconcile, newest);
@@ -870,6 +920,7 @@ DECLARE
   picked bigint[];
   refresh int[];
   gone bigint[];
+  related int[];
   r record;
   res text;
   msg text;
@@ -1015,6 +1066,28 @@ BEGIN
       ids := ids || picked;
       outcomes := outcomes || array_fill('applied'::text, ARRAY[cardinality(picked)]);
       errors := errors || array_fill(NULL::text, ARRAY[cardinality(picked)]);
+    END IF;
+    -- the copies other issues hold of these (parents' sub_tasks, sub-tasks'
+    -- parent, an epic's issues): if they cannot be read, the events count
+    -- as failed and come again, as their own refresh would have
+    related := coding_fdw._related(s.into_schema, coalesce(refresh::bigint[], '{}') || coalesce(gone, '{}'));
+    IF cardinality(related) > 0 THEN
+      BEGIN
+        SELECT * INTO r FROM coding_fdw._apply(srv, s.source_schema, s.into_schema, 'issues', 'webhook',
+                                               NULL, false, related);
+        counts := jsonb_set(counts, '{issues}', to_jsonb(ARRAY[
+          coalesce((counts->'issues'->>0)::bigint, 0) + r.inserted,
+          coalesce((counts->'issues'->>1)::bigint, 0) + r.updated,
+          coalesce((counts->'issues'->>2)::bigint, 0)]));
+      EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+        FOR i IN 1 .. cardinality(ids) LOOP
+          IF ids[i] = ANY(issue_ids) AND outcomes[i] = 'applied' THEN
+            outcomes[i] := 'failed';
+            errors[i] := msg;
+          END IF;
+        END LOOP;
+      END;
     END IF;
   END IF;
 

@@ -556,6 +556,35 @@ def main():
         res.check("each event type applied end to end; tables equal Coding's; counts exact; GIT_PUSHED ignored",
                   each_event_type)
 
+        def copies_follow():
+            # a sub-task renamed, an epic renamed, a sub-task deleted: the
+            # copies in the parent's sub_tasks, the sub-tasks' parent and the
+            # epic's issues follow, though those rows' UpdatedAt did not move
+            sim.call("DELETE", "/_sim/webhook/deliveries")
+            sim.call("POST", "/_sim/webhook", {"url": url})
+            P = "/_sim/projects/backend"
+            child, parent = q("SELECT code || ' ' || parent_code FROM mirror.issues i WHERE parent_code IS NOT NULL "
+                              "AND NOT EXISTS (SELECT 1 FROM mirror.issues c WHERE c.parent_code = i.code) "
+                              "ORDER BY code LIMIT 1").split()
+            epic = q("SELECT min((epic->>'Code')::int) FROM mirror.issues WHERE epic IS NOT NULL")
+            assert epic, "no issue with an epic"
+            sim.call("PATCH", P + "/issues/%s" % child, {"Name": "sub-task renamed on Coding"})
+            sim.call("PATCH", P + "/issues/%s" % parent, {"Description": "the parent's own change"})
+            sim.call("PATCH", P + "/issues/%s" % epic, {"Name": "epic renamed on Coding"})
+            deliveries_done(3)
+            assert wait_for_sync("coding")
+            cols = [c for c in ISSUE_COLS if c != "raw"]   # raw also holds the iteration's name
+            assert diff("mirror", "issues", src, cols) == 0, "issues differ"
+            assert q("SELECT count(*) FROM mirror.issues WHERE sub_tasks @> '[{\"Name\": \"sub-task renamed on Coding\"}]'") != "0"
+            assert q("SELECT count(*) FROM mirror.issues WHERE epic->>'Name' = 'epic renamed on Coding'") != "0"
+            sim.call("DELETE", P + "/issues/%s" % child)
+            deliveries_done(4)
+            assert wait_for_sync("coding")
+            assert diff("mirror", "issues", src, cols) == 0, "issues differ after the delete"
+            assert q("SELECT count(*) FROM mirror.issues WHERE sub_tasks @> '[{\"Code\": %s}]'" % child) == "0"
+        res.check("copies of other issues (sub_tasks, parent, epic) follow their changes by webhook",
+                  copies_follow)
+
         def duplicates():
             sim.call("DELETE", "/_sim/webhook/deliveries")
             sim.call("POST", "/_sim/webhook", {"url": url, "duplicate": 1})
