@@ -148,7 +148,14 @@ BEGIN
   IF server IS NULL THEN
     RAISE EXCEPTION 'the server name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
   END IF;
-  SELECT * INTO s FROM coding_fdw.subscription WHERE server_name = server;
+  -- by the server's oid, so a renamed server keeps its subscription; by the
+  -- recorded name only for a server that no longer exists (to stop it)
+  SELECT * INTO s FROM coding_fdw.subscription
+   WHERE server_oid = (SELECT oid FROM pg_foreign_server WHERE srvname = server);
+  IF NOT FOUND THEN
+    SELECT * INTO s FROM coding_fdw.subscription su
+     WHERE su.server_name = server AND NOT EXISTS (SELECT 1 FROM pg_foreign_server WHERE oid = su.server_oid);
+  END IF;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'server "%" has no subscription', server
       USING ERRCODE = 'undefined_object',
@@ -620,7 +627,8 @@ BEGIN
     PERFORM coding_fdw._record(srv, tbl, source, ins, upd, removed);
     IF ins + upd + removed > 0 THEN
       PERFORM pg_notify('coding_fdw_changes',
-        json_build_object('server', s.server_name, 'table', tbl, 'source', source,
+        json_build_object('server', coalesce((SELECT srvname FROM pg_foreign_server WHERE oid = srv),
+                                             s.server_name), 'table', tbl, 'source', source,
                           'inserted', ins, 'updated', upd, 'deleted', removed)::text);
     END IF;
   END LOOP;
@@ -1100,7 +1108,8 @@ BEGIN
                                (counts->k->>2)::bigint);
     IF (counts->k->>0)::bigint + (counts->k->>1)::bigint + (counts->k->>2)::bigint > 0 THEN
       PERFORM pg_notify('coding_fdw_changes',
-        json_build_object('server', s.server_name, 'table', k, 'source', 'webhook',
+        json_build_object('server', coalesce((SELECT srvname FROM pg_foreign_server WHERE oid = srv),
+                                             s.server_name), 'table', k, 'source', 'webhook',
                           'inserted', (counts->k->>0)::bigint, 'updated', (counts->k->>1)::bigint,
                           'deleted', (counts->k->>2)::bigint)::text);
     END IF;
@@ -1126,7 +1135,7 @@ END $$;
 -- counters are per subscription (an event may be rejected before anyone
 -- knows its table), so they repeat on the server's three rows.
 CREATE VIEW sync_status WITH (security_barrier) AS
-SELECT s.server_name AS server, t.table_name, s.into_schema, s.mode, s.state,
+SELECT coalesce((SELECT srvname FROM pg_foreign_server WHERE oid = s.server_oid), s.server_name) AS server, t.table_name, s.into_schema, s.mode, s.state,
        coding_fdw._rows(s.into_schema, t.table_name) AS rows,
        s.last_full_sync, s.last_poll, s.next_poll, s.issues_cursor AS cursor,
        coalesce(f.inserted, 0) AS full_inserted, coalesce(f.updated, 0) AS full_updated,
@@ -1152,7 +1161,7 @@ GRANT SELECT ON sync_status TO PUBLIC;
 -- Events received and not yet applied (with their last error, if any);
 -- the owner's subscriptions only.  No key, no secret.
 CREATE VIEW webhook_inbox WITH (security_barrier) AS
-SELECT s.server_name AS server, e.delivery, e.event, e.received_at, e.attempts,
+SELECT coalesce((SELECT srvname FROM pg_foreign_server WHERE oid = s.server_oid), s.server_name) AS server, e.delivery, e.event, e.received_at, e.attempts,
        e.next_attempt, e.last_error, e.payload
   FROM coding_fdw.webhook_event e
   JOIN coding_fdw.subscription s ON s.server_oid = e.server_oid
@@ -1161,7 +1170,7 @@ GRANT SELECT ON webhook_inbox TO PUBLIC;
 
 -- Events that failed coding_fdw.webhook_max_attempts times, with the error.
 CREATE VIEW webhook_dead_letter WITH (security_barrier) AS
-SELECT s.server_name AS server, e.delivery, e.event, e.received_at, e.attempts,
+SELECT coalesce((SELECT srvname FROM pg_foreign_server WHERE oid = s.server_oid), s.server_name) AS server, e.delivery, e.event, e.received_at, e.attempts,
        e.done_at AS failed_at, e.last_error AS error, e.payload
   FROM coding_fdw.webhook_event e
   JOIN coding_fdw.subscription s ON s.server_oid = e.server_oid

@@ -230,7 +230,8 @@ find_due(long *sleep_ms)
 
 	if (SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'coding_fdw'", true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1 &&
-		SPI_execute("SELECT server_oid, owner_oid, server_name::text,"
+		SPI_execute("SELECT server_oid, owner_oid,"
+					" coalesce((SELECT srvname FROM pg_foreign_server f WHERE f.oid = s.server_oid), s.server_name)::text,"
 					" next_poll <= now() OR (requested > applied AND state <> 'error'),"
 					" greatest(0, extract(epoch FROM least(next_poll, greatest(e.next_attempt, now())) - now()) * 1000)::bigint,"
 					" coalesce(e.next_attempt <= now(), false)"

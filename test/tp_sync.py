@@ -319,6 +319,21 @@ def main():
             assert q("SELECT DISTINCT project FROM mirror.issues") == "backend"
         res.check("two subscriptions (two projects) stay separate; details => false lists only", two)
 
+        def rename():
+            # the subscription follows the server, not its old name
+            q("ALTER SERVER mob RENAME TO mob_renamed")
+            try:
+                q("SELECT coding_fdw.sync_now('mob_renamed')")
+                assert wait_for_sync("mob_renamed")
+                assert q("SELECT string_agg(DISTINCT server, ',') FROM coding_fdw.sync_status "
+                         "WHERE server LIKE 'mob%'") == "mob_renamed"
+                r = psql("SELECT coding_fdw.sync_now('mob')", db=DB, check=False)
+                assert 'server "mob" has no subscription' in r.stderr, r.stderr
+            finally:
+                q("ALTER SERVER mob_renamed RENAME TO mob")
+            assert wait_for_sync("mob")
+        res.check("a renamed server keeps its subscription under its new name", rename)
+
         def stop():
             kept = q("SELECT count(*) FROM mobile_mirror.issues")
             q("SELECT coding_fdw.sync_stop('mob')")
