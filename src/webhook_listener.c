@@ -28,6 +28,7 @@
 #include <ctype.h>
 #include <netdb.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <microhttpd.h>
@@ -796,6 +797,75 @@ process_pending(MemoryContext batch_cxt)
 
 /* ---------- the daemon's lifetime ---------- */
 
+#define MAX_CONNECTIONS		1000
+#define RESERVED_FDS		128		/* PostgreSQL's own files and sockets */
+
+/*
+ * connection_limit
+ *		How many connections libmicrohttpd may hold at once: at its own limit
+ *		it stops accepting and resumes as connections close, but if accept()
+ *		fails for lack of descriptors (EMFILE) it suspends accepting on its
+ *		own terms, and its documentation asks for a limit below the
+ *		process's.  So the soft open-files limit is raised to the hard one,
+ *		and the connection limit stays RESERVED_FDS below it.
+ */
+static unsigned int
+connection_limit(void)
+{
+	struct rlimit rl;
+	unsigned int limit = MAX_CONNECTIONS;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return limit;
+	if (rl.rlim_cur < rl.rlim_max)
+	{
+		struct rlimit raised = rl;
+
+		raised.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl = raised;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < MAX_CONNECTIONS + RESERVED_FDS)
+	{
+		limit = rl.rlim_cur > RESERVED_FDS + 16 ? (unsigned int) (rl.rlim_cur - RESERVED_FDS) : 16;
+		ereport(LOG,
+				(errmsg("coding_fdw webhook listener: at most %u connections at once (open files limit %lu)",
+						limit, (unsigned long) rl.rlim_cur),
+				 errhint("Raise the server's open files limit (ulimit -n) for more.")));
+	}
+	return limit;
+}
+
+/* connections libmicrohttpd holds now */
+static unsigned int
+current_connections(struct MHD_Daemon *daemon)
+{
+	const union MHD_DaemonInfo *info =
+		MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+	return info ? info->num_connections : 0;
+}
+
+/*
+ * run_daemon
+ *		MHD_run, again while it closed connections.  At its connection limit
+ *		libmicrohttpd takes the listening socket out of its epoll set, and
+ *		puts it back only at the start of a later run: if the run that
+ *		closed the connections was the last (nothing else registered, so
+ *		nothing wakes the loop), the listener stopped accepting for good.
+ */
+static void
+run_daemon(struct MHD_Daemon *daemon)
+{
+	unsigned int before;
+
+	do
+	{
+		before = current_connections(daemon);
+		MHD_run(daemon);
+	} while (current_connections(daemon) < before);
+}
+
 /*
  * start_daemon
  *		Bind and start libmicrohttpd on the configured address and port, or
@@ -835,7 +905,7 @@ start_daemon(char **bound)
 						 access_handler, NULL,
 						 MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 						 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 30,
-						 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 1000,
+						 MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
 						 MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
 						 MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
 						 MHD_OPTION_END);
@@ -966,11 +1036,11 @@ coding_webhook_listener_main(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 
 		/* run libmicrohttpd until it has nothing more to hand over */
-		MHD_run(daemon);
+		run_daemon(daemon);
 		while (npending > 0)
 		{
 			process_pending(batch_cxt);
-			MHD_run(daemon);	/* send the answers, take what came meanwhile */
+			run_daemon(daemon); /* send the answers, take what came meanwhile */
 		}
 		pgstat_report_stat(false);
 	}

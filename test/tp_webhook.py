@@ -440,6 +440,71 @@ def main():
         res.check("port in use, a bad address, turned off: the log says why, the listener keeps running, "
                   "serves once fixed", bad_config)
 
+        def connection_limit():
+            # More clients than the connection limit, then all gone: the
+            # listener must accept again.  libmicrohttpd takes its listening
+            # socket out of its epoll set at the limit and only puts it back
+            # at the start of a later run; the run that closed the last
+            # connections left nothing to wake the loop, and the listener
+            # never answered again.  The listener's open-files limit is set
+            # to 300 so the limit (172) is reached with few sockets.
+            import resource
+            import socket
+            pid = backend_pid("webhook listener")
+            old_limit = subprocess.run(["prlimit", "--pid", str(pid), "--nofile", "--raw", "--noheadings",
+                                        "--output=SOFT,HARD"], capture_output=True, text=True,
+                                       check=True).stdout.split()
+            port = int(urllib.parse.urlsplit(url).port)
+            probe = socket.socket()
+            probe.bind(("127.0.0.1", 0))
+            low_port = probe.getsockname()[1]
+            probe.close()
+            log_start = len(server_log())
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+            socks = []
+            try:
+                subprocess.run(["prlimit", "--pid", str(pid), "--nofile=300:300"], check=True)
+                q("ALTER SYSTEM SET coding_fdw.webhook_port = %d" % low_port)
+                q("SELECT pg_reload_conf()")
+                wait_until(lambda: re.search(
+                    r"LOG:  coding_fdw webhook listener: at most 172 connections at once \(open files limit 300\)\n"
+                    r".*HINT:  Raise the server's open files limit \(ulimit -n\) for more\.\n"
+                    r".*LOG:  coding_fdw webhook listener listening on [^ ]+:%d$" % low_port,
+                    server_log()[log_start:], re.M), 20, "the listener on the new port with 172 connections at most")
+                for _ in range(400):
+                    c = socket.create_connection(("127.0.0.1", low_port), timeout=5)
+                    c.sendall(b"POST /coding_fdw/webhook/x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{")
+                    socks.append(c)
+                for c in socks:
+                    c.close()
+                socks = []
+                # the clients that closed while waiting in the backlog are
+                # held until the 30 s connection timeout; then it answers
+                t0 = time.monotonic()
+
+                def answers():
+                    try:
+                        c = http.client.HTTPConnection("127.0.0.1", low_port, timeout=2)
+                        c.request("GET", "/coding_fdw/webhook/x")
+                        return c.getresponse().status == 404
+                    except (OSError, http.client.HTTPException):
+                        return False
+                wait_until(answers, 60, "an answer after the clients left", interval=0.5)
+                print("    answered %.1f s after 400 clients left" % (time.monotonic() - t0))
+                assert backend_pid("webhook listener") == pid, "the listener restarted"
+            finally:
+                for c in socks:
+                    c.close()
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+                subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%s:%s" % tuple(old_limit)], check=False)
+                q("ALTER SYSTEM RESET coding_fdw.webhook_port")
+                q("SELECT pg_reload_conf()")
+            wait_until(lambda: re.search(r"listening on [^ ]+:%d$" % port, server_log()[log_start:], re.M),
+                       20, "the listener back on its port")
+        res.check("more clients than the connection limit, all gone: the listener accepts again",
+                  connection_limit)
+
         def reload_under_load():
             # Moving the port stops the daemon; libmicrohttpd aborts the
             # process if a request is suspended (waiting for the database)
