@@ -135,13 +135,20 @@ REVOKE ALL ON tombstone FROM PUBLIC;
 CREATE FUNCTION worker_available() RETURNS boolean
 AS 'MODULE_PATHNAME', 'coding_worker_available' LANGUAGE C STRICT;
 
+-- The role a call acts for, in the ownership checks below: in the sync
+-- worker the owner of the subscription it is serving (the worker's session
+-- user is the superuser, and the owner's own code, a trigger say, runs
+-- inside it), elsewhere the session user.  Only the worker's C code sets it.
+CREATE FUNCTION _acting_role() RETURNS oid
+AS 'MODULE_PATHNAME', 'coding_acting_role' LANGUAGE C STABLE;
+
 -- Wake the sync worker when the calling transaction commits.
 CREATE FUNCTION wake_worker() RETURNS void
 AS 'MODULE_PATHNAME', 'coding_wake_worker' LANGUAGE C STRICT;
 
 -- The caller's subscription on a server, or an error naming what is wrong.
 CREATE FUNCTION _subscription(server name) RETURNS subscription
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   s coding_fdw.subscription;
 BEGIN
@@ -161,7 +168,7 @@ BEGIN
       USING ERRCODE = 'undefined_object',
             HINT = 'Start one with coding_fdw.sync_start(''' || server || ''', ''schema'').';
   END IF;
-  IF NOT pg_has_role(session_user, s.owner_oid, 'USAGE') THEN
+  IF NOT pg_has_role(coding_fdw._acting_role(), s.owner_oid, 'USAGE') THEN
     RAISE EXCEPTION 'permission denied for the subscription of server "%"', server
       USING ERRCODE = 'insufficient_privilege';
   END IF;
@@ -175,7 +182,7 @@ CREATE FUNCTION sync_start(server name, into_schema name,
                            reconcile_interval interval DEFAULT '1 hour',
                            details boolean DEFAULT true)
 RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   srv oid;
   src name;
@@ -258,7 +265,7 @@ END $$;
 -- Whether a server has a subscription (the table is private; this says
 -- only yes or no, to a caller who may use the server).
 CREATE FUNCTION _subscribed(srv oid) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   SELECT EXISTS (SELECT 1 FROM coding_fdw.subscription WHERE server_oid = srv)
 $$;
 
@@ -267,13 +274,13 @@ CREATE FUNCTION _register(srv oid, server name, into_schema name, src name, mode
                           poll_interval interval, webhook_secret text,
                           reconcile_interval interval, owner oid)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 BEGIN
   -- callable by anyone, so it checks what sync_start made sure of: the
   -- owner is a role the session may act as (SET ROLE included), may use
   -- a coding_fdw server of that name, and the source schema is the one
   -- sync_start created for it (sync_stop drops that schema)
-  IF owner IS NULL OR NOT pg_has_role(session_user, owner, 'MEMBER')
+  IF owner IS NULL OR NOT pg_has_role(coding_fdw._acting_role(), owner, 'MEMBER')
      OR NOT EXISTS (SELECT 1 FROM pg_foreign_server fs JOIN pg_foreign_data_wrapper w ON w.oid = fs.srvfdw
                      WHERE fs.oid = srv AND fs.srvname = server AND w.fdwname = 'coding_fdw')
      OR NOT has_server_privilege(owner, srv, 'USAGE')
@@ -293,7 +300,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION sync_now(server name, "full" boolean DEFAULT false) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   s coding_fdw.subscription := coding_fdw._subscription(server);
 BEGIN
@@ -308,7 +315,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION wait_for_sync(server name, timeout interval DEFAULT '60 s') RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   s coding_fdw.subscription := coding_fdw._subscription(server);
   target bigint := s.requested;
@@ -335,7 +342,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION sync_stop(server name, drop_tables boolean DEFAULT false) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   s coding_fdw.subscription := coding_fdw._subscription(server);
   tbl text;
@@ -367,14 +374,14 @@ END $$;
 -- Whether the calling session may act for a subscription: its owner, a
 -- member of the owner's role, or the worker (a superuser session).
 CREATE FUNCTION _owns(srv oid) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
-  SELECT coalesce((SELECT pg_has_role(session_user, owner_oid, 'USAGE')
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+  SELECT coalesce((SELECT pg_has_role(coding_fdw._acting_role(), owner_oid, 'USAGE')
                      FROM coding_fdw.subscription WHERE server_oid = srv), false)
 $$;
 
 CREATE FUNCTION _tombstones(srv oid, tbl text)
 RETURNS TABLE (key bigint, updated_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 BEGIN
   IF NOT coding_fdw._owns(srv) THEN
     RAISE EXCEPTION 'permission denied for the subscription of server %', srv USING ERRCODE = 'insufficient_privilege';
@@ -385,7 +392,7 @@ END $$;
 
 -- Remember deleted keys with the newest change known for each.
 CREATE FUNCTION _bury(srv oid, tbl text, keys bigint[], stamps timestamptz[]) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   n bigint;
 BEGIN
@@ -414,7 +421,7 @@ CREATE FUNCTION _apply(srv oid, src name, dst name, tbl text, source text,
                        since timestamptz, do_delete boolean, codes int[] DEFAULT NULL,
                        OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
                        OUT newest timestamptz, OUT changed bigint[])
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   keycol text := CASE tbl WHEN 'project_members' THEN 'id' ELSE 'code' END;
   stamped boolean := tbl <> 'project_members';     -- rows carry updated_at
@@ -475,7 +482,7 @@ END $$;
 -- own updated_at changing, so no poll or webhook would otherwise reach
 -- them.  Empty without detail columns (details => false).
 CREATE FUNCTION _related(dst name, codes bigint[]) RETURNS int[]
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   rel int[];
 BEGIN
@@ -503,7 +510,7 @@ END $$;
 -- (a list-only column, so no DescribeIssue), the delete local, tombstones
 -- for what went.
 CREATE FUNCTION _reconcile(srv oid, src name, dst name) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   n bigint;
 BEGIN
@@ -519,7 +526,7 @@ END $$;
 
 -- The subscription row for the worker (private table).
 CREATE FUNCTION _get(srv oid) RETURNS subscription
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   s coding_fdw.subscription;
 BEGIN
@@ -533,7 +540,7 @@ END $$;
 -- Record what one sync did (private tables).
 CREATE FUNCTION _record(srv oid, tbl text, source text, ins bigint, upd bigint, del bigint)
 RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   INSERT INTO coding_fdw.sync_counts AS c
   SELECT srv, tbl, source, ins, upd, del WHERE coding_fdw._owns(srv)
   ON CONFLICT (server_oid, table_name, source) DO UPDATE
@@ -545,7 +552,7 @@ $$;
 -- current), and old applied events and tombstones pruned.
 CREATE FUNCTION _finish(srv oid, served bigint, was_full boolean, reconciled boolean,
                         cursor_to timestamptz) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   UPDATE coding_fdw.subscription
      SET applied = greatest(applied, served),
          requested_full = requested_full AND requested > served,
@@ -565,7 +572,7 @@ $$;
 
 -- A failed sync: keep tables and cursor as they were, say why, retry soon.
 CREATE FUNCTION _failed(srv oid, message text) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   UPDATE coding_fdw.subscription
      SET state = 'error', last_error = message, last_error_at = now(),
          next_poll = now() + least(poll_interval, interval '30 seconds')
@@ -579,7 +586,7 @@ $$;
 -- reconcile_interval so deleted issues go too.  One transaction: the
 -- cursor moves with the rows it covers.
 CREATE FUNCTION _sync(srv oid) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   s coding_fdw.subscription := coding_fdw._get(srv);
   is_full boolean := s.requested_full OR s.last_full_sync IS NULL;
@@ -643,7 +650,7 @@ END $$;
 -- A Coding millisecond epoch (number) as timestamptz; 0 and -28800000
 -- (Coding's "not set") and anything not a number are NULL.
 CREATE FUNCTION _ms(j jsonb) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   SELECT CASE WHEN jsonb_typeof(j) = 'number' AND j::numeric NOT IN (0, -28800000)
               THEN to_timestamp(j::numeric / 1000) END
 $$;
@@ -652,7 +659,7 @@ $$;
 -- orders an issue's events, computed for a whole batch before any event's
 -- own error handling (one event's 1e20 failed every event of its batch).
 CREATE FUNCTION _ms_stamp(j jsonb) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   SELECT CASE WHEN jsonb_typeof(j) = 'number'
                AND j::numeric BETWEEN -210866803200000 AND 9224318015999999
               THEN coding_fdw._ms(j) END
@@ -660,14 +667,14 @@ $$;
 
 -- A user reference: a user object's "id" or a plain number; 0 is NULL.
 CREATE FUNCTION _uid(j jsonb) RETURNS bigint
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   SELECT nullif(CASE jsonb_typeof(j) WHEN 'object' THEN (j->>'id')::bigint
                                      WHEN 'number' THEN j::numeric::bigint END, 0)
 $$;
 
 -- A positive int key (a number or a numeric string), else NULL.
 CREATE FUNCTION _key(j jsonb) RETURNS bigint
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   SELECT CASE WHEN jsonb_typeof(j) IN ('number', 'string') AND (j #>> '{}') ~ '^[0-9]{1,18}$'
                AND (j #>> '{}')::bigint > 0 THEN (j #>> '{}')::bigint END
 $$;
@@ -675,7 +682,7 @@ $$;
 -- Which table an event changes: issues, iterations, project_members, or
 -- NULL for events that change none of them (GIT_*, WIKI_*, ...).
 CREATE FUNCTION _event_table(event text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   SELECT CASE WHEN event LIKE 'ISSUE\_%' OR event = 'ITERATION_PLANNED' THEN 'issues'
               WHEN event LIKE 'ITERATION\_%' THEN 'iterations'
               WHEN event LIKE 'MEMBER\_%' THEN 'project_members' END
@@ -684,7 +691,7 @@ $$;
 -- The issue code an issue event is about: "issue", the comment's issue, or
 -- the copy under the issue's type name that real deliveries carry.
 CREATE FUNCTION _issue_code(p jsonb) RETURNS bigint
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   SELECT coding_fdw._key(coalesce(p->'issue', p->'issueComment'->'issue', p->'requirement',
                                   p->'defect', p->'mission', p->'epic', p->'sub_task')->'code')
 $$;
@@ -697,7 +704,7 @@ $$;
 CREATE FUNCTION _upsert_object(dst name, tbl text, keycol text, team text, project text,
                                key bigint, obj jsonb, raw jsonb,
                                cols text[], keys text[], exprs text[]) RETURNS text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   ins boolean;
   new_vals text;
@@ -738,7 +745,7 @@ CREATE FUNCTION _webhook_iterations(srv oid, dst name, team text, project text,
                                     ids bigint[], events text[], payloads jsonb[],
                                     OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
                                     OUT bad_ids bigint[], OUT bad_errors text[])
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   buried bigint;
 BEGIN
@@ -789,7 +796,7 @@ END $$;
 -- fails).  Returns 'insert', 'update', 'delete' or 'none'.
 CREATE FUNCTION _webhook_iteration(srv oid, dst name, team text, project text, event text, p jsonb)
 RETURNS text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   r record;
 BEGIN
@@ -808,7 +815,7 @@ END $$;
 -- order, and a poll or reconciliation re-reads the whole list.
 CREATE FUNCTION _webhook_member(srv oid, dst name, team text, project text, event text, p jsonb)
 RETURNS text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   m jsonb := p->'member';
   id bigint := coding_fdw._key(m->'id');
@@ -837,7 +844,7 @@ END $$;
 -- The pending events of a subscription that are due, oldest first.
 CREATE FUNCTION _events_due(srv oid, lim int)
 RETURNS TABLE (id bigint, event text, payload jsonb)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 BEGIN
   IF NOT coding_fdw._owns(srv) THEN
     RAISE EXCEPTION 'permission denied for the subscription of server %', srv USING ERRCODE = 'insufficient_privilege';
@@ -851,7 +858,7 @@ END $$;
 -- error: retried with backoff (1 s doubling, at most 5 minutes) until
 -- coding_fdw.webhook_max_attempts, then a dead letter.
 CREATE FUNCTION _events_done(srv oid, ids bigint[], outcomes text[], errors text[]) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   max_attempts int := coalesce(current_setting('coding_fdw.webhook_max_attempts', true), '5')::int;
   n_applied bigint;
@@ -886,14 +893,14 @@ END $$;
 -- The worker could not run _apply_events at all: every due event counts a
 -- failed attempt with the message.
 CREATE FUNCTION _events_failed(srv oid, message text) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   SELECT coding_fdw._events_done(srv, array_agg(id), array_agg('failed'::text), array_agg(message))
     FROM coding_fdw._events_due(srv, 1000)
 $$;
 
 -- Ask for a poll soon (an event whose change only a poll can read).
 CREATE FUNCTION _poll_soon(srv oid) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   UPDATE coding_fdw.subscription SET next_poll = least(next_poll, now())
    WHERE server_oid = srv AND coding_fdw._owns(srv)
 $$;
@@ -907,7 +914,7 @@ $$;
 -- apply their payload, each in its own subtransaction.  A failure is kept
 -- on its events for a retry.  Returns whether more events are due.
 CREATE FUNCTION _apply_events(srv oid, batch int DEFAULT 1000) RETURNS boolean
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   s coding_fdw.subscription := coding_fdw._get(srv);
   team text;
@@ -1119,7 +1126,7 @@ END $$;
 
 -- Rows in one local table (NULL if it was dropped).
 CREATE FUNCTION _rows(schema name, tbl text) RETURNS bigint
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   n bigint;
 BEGIN
@@ -1179,31 +1186,35 @@ GRANT SELECT ON webhook_dead_letter TO PUBLIC;
 
 -- Put a dead letter back in the inbox (attempts start again).
 CREATE FUNCTION replay(delivery text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   n bigint;
 BEGIN
-  UPDATE coding_fdw.webhook_event e
-     SET state = 'pending', attempts = 0, next_attempt = '-infinity', done_at = NULL
-   WHERE e.delivery = replay.delivery AND e.state = 'dead'
-     AND e.server_oid IN (SELECT server_oid FROM coding_fdw.subscription
-                           WHERE pg_has_role(session_user, owner_oid, 'USAGE'));
-  GET DIAGNOSTICS n = ROW_COUNT;
+  -- each revived event takes one off its own subscription's dead count
+  WITH revived AS (
+    UPDATE coding_fdw.webhook_event e
+       SET state = 'pending', attempts = 0, next_attempt = '-infinity', done_at = NULL
+     WHERE e.delivery = replay.delivery AND e.state = 'dead'
+       AND e.server_oid IN (SELECT server_oid FROM coding_fdw.subscription
+                             WHERE pg_has_role(coding_fdw._acting_role(), owner_oid, 'USAGE'))
+    RETURNING e.server_oid),
+       counted AS (
+    UPDATE coding_fdw.webhook_counts c SET dead = c.dead - r.k
+      FROM (SELECT server_oid, count(*) AS k FROM revived GROUP BY server_oid) r
+     WHERE c.who = 'worker' AND c.server_oid = r.server_oid)
+  SELECT count(*) INTO n FROM revived;
   IF n = 0 THEN
     RAISE EXCEPTION 'no dead letter with delivery "%"', delivery
       USING ERRCODE = 'undefined_object',
             HINT = 'SELECT delivery FROM coding_fdw.webhook_dead_letter lists them.';
   END IF;
-  UPDATE coding_fdw.webhook_counts c SET dead = c.dead - n
-   WHERE c.who = 'worker' AND c.server_oid IN (SELECT server_oid FROM coding_fdw.webhook_event e
-                                                WHERE e.delivery = replay.delivery AND e.state = 'pending');
   PERFORM coding_fdw.wake_worker();
 END $$;
 
 -- The Service URL to paste into Coding (Project settings -> Developer
 -- options -> Service Hook -> HTTP webhook): the subscription owner only.
 CREATE FUNCTION webhook_url(server name) RETURNS text
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   s coding_fdw.subscription := coding_fdw._subscription(server);
   base text := coalesce(current_setting('coding_fdw.webhook_public_url', true), '');

@@ -40,6 +40,7 @@
 #include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(coding_worker_available);
+PG_FUNCTION_INFO_V1(coding_acting_role);
 PG_FUNCTION_INFO_V1(coding_wake_worker);
 
 /* GUC: the database whose subscriptions the worker serves. */
@@ -57,6 +58,15 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
+
+/*
+ * The role the worker acts for while it runs a subscription's SQL, or
+ * InvalidOid.  The worker's session user is the bootstrap superuser, so
+ * session_user cannot tell the extension's functions whose subscription a
+ * call is for: user code (a trigger on the owner's tables) runs inside the
+ * worker too.  coding_fdw._acting_role() reads this; no SQL can set it.
+ */
+static Oid	acting_role = InvalidOid;
 
 /* Longest sleep between checks of the subscriptions, in ms. */
 #define MAX_SLEEP_MS	60000
@@ -140,6 +150,18 @@ coding_register_worker(const char *function, const char *name)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
 	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * coding_acting_role
+ *		The role a call acts for, for the extension's ownership checks: in
+ *		the sync worker, the owner of the subscription being served; in any
+ *		other session, the session user (SET ROLE cannot widen it).
+ */
+Datum
+coding_acting_role(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(OidIsValid(acting_role) ? acting_role : GetSessionUserId());
 }
 
 /*
@@ -288,6 +310,7 @@ run_sql(const char *sql, Oid role, Oid server, const char *message)
 	Datum		values[2];
 	Oid			save_userid;
 	int			save_sec;
+	int			save_nestlevel;
 	bool		result = false;
 
 	/* else now() stays the time the worker started */
@@ -296,7 +319,16 @@ run_sql(const char *sql, Oid role, Oid server, const char *message)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	/*
+	 * As REFRESH MATERIALIZED VIEW runs the owner's code: restricted (no
+	 * SET ROLE, no session state kept), a safe search_path, and any GUC the
+	 * owner's code sets undone afterwards.
+	 */
+	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+	acting_role = role;
 	values[0] = ObjectIdGetDatum(server);
 	values[1] = message ? CStringGetTextDatum(message) : (Datum) 0;
 	if (SPI_execute_with_args(sql, message ? 2 : 1, types, values, NULL, false, 0) < 0)
@@ -309,6 +341,8 @@ run_sql(const char *sql, Oid role, Oid server, const char *message)
 
 		result = !isnull && DatumGetBool(v);
 	}
+	acting_role = InvalidOid;
+	AtEOXact_GUC(false, save_nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	SPI_finish();
 	PopActiveSnapshot();
@@ -338,6 +372,7 @@ run_guarded(DueSubscription *d, const char *sql, const char *failed_sql, const c
 		char	   *message;
 
 		MemoryContextSwitchTo(oldcxt);
+		acting_role = InvalidOid;
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();

@@ -584,20 +584,23 @@ oid_array(Oid *items, int n)
 }
 
 static const char *store_sql =
-"WITH r AS (SELECT * FROM unnest($1::oid[], $2::text[], $3::text[], $4::text[]) r(srv, delivery, event, payload)),"
+"WITH r AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::oid[]), pg_catalog.unnest($2::text[]),"
+"                                     pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]))"
+"                AS r(srv, delivery, event, payload)),"
 "     ins AS (INSERT INTO coding_fdw.webhook_event (server_oid, delivery, event, payload)"
 "             SELECT srv, delivery, event, payload::jsonb FROM r"
 "             ON CONFLICT (server_oid, delivery) DO NOTHING RETURNING server_oid),"
-"     n AS (SELECT srv, count(*) AS received FROM r GROUP BY srv),"
-"     rej AS (SELECT srv, count(*) AS rejected FROM unnest($5::oid[]) srv GROUP BY srv),"
-"     d AS (SELECT server_oid AS srv, count(*) AS stored FROM ins GROUP BY 1)"
+"     n AS (SELECT srv, pg_catalog.count(*) AS received FROM r GROUP BY srv),"
+"     rej AS (SELECT srv, pg_catalog.count(*) AS rejected FROM pg_catalog.unnest($5::oid[]) srv GROUP BY srv),"
+"     d AS (SELECT server_oid AS srv, pg_catalog.count(*) AS stored FROM ins GROUP BY 1)"
 " INSERT INTO coding_fdw.webhook_counts AS c (server_oid, who, received, duplicates, rejected)"
-" SELECT srv, 'listener', coalesce(n.received, 0), coalesce(n.received, 0) - coalesce(d.stored, 0),"
+" SELECT srv, 'listener', coalesce(n.received, 0), coalesce(n.received, 0) OPERATOR(pg_catalog.-) coalesce(d.stored, 0),"
 "        coalesce(rej.rejected, 0)"
 "   FROM n FULL JOIN rej USING (srv) LEFT JOIN d USING (srv)"
 " ON CONFLICT (server_oid, who) DO UPDATE"
-"   SET received = c.received + EXCLUDED.received, duplicates = c.duplicates + EXCLUDED.duplicates,"
-"       rejected = c.rejected + EXCLUDED.rejected";
+"   SET received = c.received OPERATOR(pg_catalog.+) EXCLUDED.received,"
+"       duplicates = c.duplicates OPERATOR(pg_catalog.+) EXCLUDED.duplicates,"
+"       rejected = c.rejected OPERATOR(pg_catalog.+) EXCLUDED.rejected";
 
 /*
  * Statements prepared once and kept for the life of the process: parsing
@@ -947,6 +950,8 @@ coding_webhook_listener_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(coding_sync_database, NULL, 0);
 	pgstat_report_appname("coding_fdw webhook listener");
+	/* as superuser: no role's schema may shadow what its SQL calls */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* acknowledging means durable: never let a global "off" weaken that */
 	if (strcmp(GetConfigOption("synchronous_commit", false, false), "off") == 0)

@@ -370,6 +370,87 @@ def main():
                   "DROP ROLE alice" % DB)
         res.check("sync_start after SET ROLE: the role owns the subscription and tables, and can stop it",
                   set_role)
+
+        def hostile_owner():
+            # A subscriber's own code runs inside the worker (a trigger on her
+            # tables) and her schemas can shadow functions: neither may act
+            # for another subscription, nor as the superuser.  Both made an
+            # ordinary role superuser before (ownership checked session_user,
+            # the worker's superuser; no search_path was pinned).
+            import urllib.request
+            env = dict(os.environ, PGUSER="mallory", PGPASSWORD="mallory-pw")
+
+            def as_mallory(sql):
+                r = subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", DB, "-c", sql],
+                                   capture_output=True, text=True, env=env, timeout=120)
+                assert r.returncode == 0, (sql[:80], r.stderr)
+                return r.stdout.strip()
+            big = q("SELECT oid FROM pg_foreign_server WHERE srvname = 'big'")
+            q("DROP ROLE IF EXISTS mallory; CREATE ROLE mallory LOGIN PASSWORD 'mallory-pw'; "
+              "GRANT CREATE ON DATABASE %s TO mallory; GRANT USAGE ON FOREIGN SERVER mob TO mallory; "
+              "CREATE USER MAPPING FOR mallory SERVER mob OPTIONS (token 'secret-token')" % DB)
+            try:
+                as_mallory("SELECT coding_fdw.sync_start('mob', 'mal_mirror', details => false)")
+                assert as_mallory("SELECT coding_fdw.wait_for_sync('mob')") == "t"
+                as_mallory("""
+                    CREATE TABLE mal_mirror.loot (info text);
+                    CREATE FUNCTION mal_mirror.grab() RETURNS trigger LANGUAGE plpgsql AS $f$
+                    BEGIN
+                      BEGIN
+                        INSERT INTO mal_mirror.loot SELECT 'key ' || webhook_key FROM coding_fdw._get(%(big)s);
+                      EXCEPTION WHEN OTHERS THEN INSERT INTO mal_mirror.loot VALUES ('get: ' || SQLERRM);
+                      END;
+                      BEGIN
+                        PERFORM coding_fdw._register(%(big)s, 'big', 'mal_mirror', 'coding_fdw_src_%(big)s',
+                                                     'polling', '1 s', NULL, '1 hour', 10);
+                        INSERT INTO mal_mirror.loot VALUES ('registered');
+                      EXCEPTION WHEN OTHERS THEN INSERT INTO mal_mirror.loot VALUES ('register: ' || SQLERRM);
+                      END;
+                      RETURN NULL;
+                    END $f$;
+                    CREATE TRIGGER grab AFTER INSERT ON mal_mirror.iterations
+                      FOR EACH STATEMENT EXECUTE FUNCTION mal_mirror.grab();
+                    GRANT USAGE ON SCHEMA mal_mirror TO PUBLIC; GRANT INSERT ON mal_mirror.loot TO PUBLIC;
+                    CREATE SCHEMA postgres; GRANT USAGE ON SCHEMA postgres TO PUBLIC;
+                    CREATE FUNCTION postgres.unnest(oid[]) RETURNS SETOF oid LANGUAGE plpgsql AS $f$
+                    BEGIN
+                      INSERT INTO mal_mirror.loot VALUES ('unnest as ' || current_user);
+                      RETURN QUERY SELECT pg_catalog.unnest($1);
+                    END $f$;
+                    CREATE FUNCTION postgres.quote_ident(name) RETURNS text LANGUAGE plpgsql AS $f$
+                    BEGIN
+                      INSERT INTO mal_mirror.loot VALUES ('quote_ident as ' || current_user);
+                      RETURN pg_catalog.quote_ident($1::text);
+                    END $f$;""" % {"big": big})
+                # her own sync (the trigger), a superuser's sync, and a
+                # webhook the listener stores as superuser
+                as_mallory("SELECT coding_fdw.sync_now('mob')")
+                assert as_mallory("SELECT coding_fdw.wait_for_sync('mob')") == "t"
+                q("SELECT coding_fdw.sync_now('big')")
+                assert wait_for_sync("big", "300 s")
+                url = as_mallory("SELECT coding_fdw.webhook_url('mob')")
+                req = urllib.request.Request(url, data=b'{"event": "GIT_PUSHED"}', method="POST",
+                                             headers={"Content-Type": "application/json",
+                                                      "X-Coding-Delivery": "mallory-1"})
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    assert r.status == 200
+                assert as_mallory("SELECT coding_fdw.wait_for_sync('mob')") == "t"
+                assert q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery = 'mallory-1'") == "1"
+                loot = q("SELECT string_agg(DISTINCT info, ' | ' ORDER BY info) FROM mal_mirror.loot")
+                assert loot == ("get: permission denied for the subscription of server %s | "
+                                "register: permission denied for foreign server big" % big), loot
+                assert q("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") == "f"
+                assert q("SELECT owner_oid FROM coding_fdw.subscription WHERE server_name = 'big'") == \
+                    q("SELECT oid FROM pg_roles WHERE rolname = current_user")
+            finally:
+                q("DROP SCHEMA IF EXISTS postgres CASCADE")
+                q("SELECT coding_fdw.sync_stop('mob', drop_tables => true) FROM coding_fdw.sync_status "
+                  "WHERE server = 'mob' LIMIT 1")
+                q("DROP SCHEMA IF EXISTS mal_mirror CASCADE; DROP USER MAPPING IF EXISTS FOR mallory SERVER mob; "
+                  "REVOKE ALL ON FOREIGN SERVER mob FROM mallory; REVOKE ALL ON DATABASE %s FROM mallory; "
+                  "DROP OWNED BY mallory; DROP ROLE mallory" % DB)
+        res.check("a subscriber's trigger in the worker and her look-alike functions act for no one else",
+                  hostile_owner)
     finally:
         sim.stop()
         psql("DROP EXTENSION IF EXISTS coding_fdw CASCADE", db=DB, check=False)
