@@ -450,10 +450,18 @@ def main():
             # to 300 so the limit (172) is reached with few sockets.
             import resource
             import socket
+            import pwd
             pid = backend_pid("webhook listener")
-            old_limit = subprocess.run(["prlimit", "--pid", str(pid), "--nofile", "--raw", "--noheadings",
-                                        "--output=SOFT,HARD"], capture_output=True, text=True,
-                                       check=True).stdout.split()
+
+            def prlimit(*args, check=True):
+                """prlimit on the listener, as the server's OS user when we are
+                root (root without CAP_SYS_RESOURCE may not, the owner may)."""
+                cmd = ["prlimit", "--pid", str(pid)] + list(args)
+                owner = os.stat("/proc/%d" % pid).st_uid
+                if os.getuid() == 0 and owner != 0:
+                    cmd = ["runuser", "-u", pwd.getpwuid(owner).pw_name, "--"] + cmd
+                return subprocess.run(cmd, capture_output=True, text=True, check=check)
+            old_limit = prlimit("--nofile", "--raw", "--noheadings", "--output=SOFT,HARD").stdout.split()
             port = int(urllib.parse.urlsplit(url).port)
             probe = socket.socket()
             probe.bind(("127.0.0.1", 0))
@@ -464,7 +472,7 @@ def main():
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
             socks = []
             try:
-                subprocess.run(["prlimit", "--pid", str(pid), "--nofile=300:300"], check=True)
+                prlimit("--nofile=300:300")
                 q("ALTER SYSTEM SET coding_fdw.webhook_port = %d" % low_port)
                 q("SELECT pg_reload_conf()")
                 wait_until(lambda: re.search(
@@ -497,7 +505,7 @@ def main():
                 for c in socks:
                     c.close()
                 resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-                subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%s:%s" % tuple(old_limit)], check=False)
+                prlimit("--nofile=%s:%s" % tuple(old_limit), check=False)
                 q("ALTER SYSTEM RESET coding_fdw.webhook_port")
                 q("SELECT pg_reload_conf()")
             wait_until(lambda: re.search(r"listening on [^ ]+:%d$" % port, server_log()[log_start:], re.M),
