@@ -269,6 +269,13 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, p
   SELECT EXISTS (SELECT 1 FROM coding_fdw.subscription WHERE server_oid = srv)
 $$;
 
+-- A subscription's server as it is called now (a renamed server keeps
+-- its subscription), or the recorded name if the server is gone.
+CREATE FUNCTION _server_name(srv oid, recorded name) RETURNS name
+LANGUAGE sql STABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+  SELECT coalesce((SELECT srvname FROM pg_foreign_server WHERE oid = srv), recorded)
+$$;
+
 -- Record a subscription (as the extension owner: the table is private).
 CREATE FUNCTION _register(srv oid, server name, into_schema name, src name, mode text,
                           poll_interval interval, webhook_secret text,
@@ -287,7 +294,7 @@ BEGIN
      OR src IS DISTINCT FROM format('coding_fdw_src_%s', srv)::name THEN
     RAISE EXCEPTION 'permission denied for foreign server %', server USING ERRCODE = 'insufficient_privilege';
   END IF;
-  IF EXISTS (SELECT 1 FROM coding_fdw.subscription WHERE server_oid = srv) THEN
+  IF coding_fdw._subscribed(srv) THEN
     RAISE EXCEPTION 'server "%" already has a subscription', server
       USING ERRCODE = 'duplicate_object', HINT = 'coding_fdw.sync_stop() ends it.';
   END IF;
@@ -634,8 +641,7 @@ BEGIN
     PERFORM coding_fdw._record(srv, tbl, source, ins, upd, removed);
     IF ins + upd + removed > 0 THEN
       PERFORM pg_notify('coding_fdw_changes',
-        json_build_object('server', coalesce((SELECT srvname FROM pg_foreign_server WHERE oid = srv),
-                                             s.server_name), 'table', tbl, 'source', source,
+        json_build_object('server', coding_fdw._server_name(srv, s.server_name), 'table', tbl, 'source', source,
                           'inserted', ins, 'updated', upd, 'deleted', removed)::text);
     END IF;
   END LOOP;
@@ -1115,8 +1121,7 @@ BEGIN
                                (counts->k->>2)::bigint);
     IF (counts->k->>0)::bigint + (counts->k->>1)::bigint + (counts->k->>2)::bigint > 0 THEN
       PERFORM pg_notify('coding_fdw_changes',
-        json_build_object('server', coalesce((SELECT srvname FROM pg_foreign_server WHERE oid = srv),
-                                             s.server_name), 'table', k, 'source', 'webhook',
+        json_build_object('server', coding_fdw._server_name(srv, s.server_name), 'table', k, 'source', 'webhook',
                           'inserted', (counts->k->>0)::bigint, 'updated', (counts->k->>1)::bigint,
                           'deleted', (counts->k->>2)::bigint)::text);
     END IF;
@@ -1142,7 +1147,7 @@ END $$;
 -- counters are per subscription (an event may be rejected before anyone
 -- knows its table), so they repeat on the server's three rows.
 CREATE VIEW sync_status WITH (security_barrier) AS
-SELECT coalesce((SELECT srvname FROM pg_foreign_server WHERE oid = s.server_oid), s.server_name) AS server, t.table_name, s.into_schema, s.mode, s.state,
+SELECT coding_fdw._server_name(s.server_oid, s.server_name) AS server, t.table_name, s.into_schema, s.mode, s.state,
        coding_fdw._rows(s.into_schema, t.table_name) AS rows,
        s.last_full_sync, s.last_poll, s.next_poll, s.issues_cursor AS cursor,
        coalesce(f.inserted, 0) AS full_inserted, coalesce(f.updated, 0) AS full_updated,
@@ -1168,7 +1173,7 @@ GRANT SELECT ON sync_status TO PUBLIC;
 -- Events received and not yet applied (with their last error, if any);
 -- the owner's subscriptions only.  No key, no secret.
 CREATE VIEW webhook_inbox WITH (security_barrier) AS
-SELECT coalesce((SELECT srvname FROM pg_foreign_server WHERE oid = s.server_oid), s.server_name) AS server, e.delivery, e.event, e.received_at, e.attempts,
+SELECT coding_fdw._server_name(s.server_oid, s.server_name) AS server, e.delivery, e.event, e.received_at, e.attempts,
        e.next_attempt, e.last_error, e.payload
   FROM coding_fdw.webhook_event e
   JOIN coding_fdw.subscription s ON s.server_oid = e.server_oid
@@ -1177,7 +1182,7 @@ GRANT SELECT ON webhook_inbox TO PUBLIC;
 
 -- Events that failed coding_fdw.webhook_max_attempts times, with the error.
 CREATE VIEW webhook_dead_letter WITH (security_barrier) AS
-SELECT coalesce((SELECT srvname FROM pg_foreign_server WHERE oid = s.server_oid), s.server_name) AS server, e.delivery, e.event, e.received_at, e.attempts,
+SELECT coding_fdw._server_name(s.server_oid, s.server_name) AS server, e.delivery, e.event, e.received_at, e.attempts,
        e.done_at AS failed_at, e.last_error AS error, e.payload
   FROM coding_fdw.webhook_event e
   JOIN coding_fdw.subscription s ON s.server_oid = e.server_oid

@@ -366,8 +366,6 @@ coding_op_name(int op)
  * ---------------------------------------------------------------------
  */
 
-static bool string_in(const char *const *list, const char *s);
-
 /* datum_text: a value's text through its type's output function. */
 static char *
 datum_text(Datum d, Oid type)
@@ -394,11 +392,36 @@ is_integer_text(const char *s)
 }
 
 /*
+ * sendable_text
+ *		Whether Coding reads a text value as itself in a comma-separated
+ *		list: not empty, no comma (it would split the list), no leading or
+ *		trailing space (Coding trims each value: " x" would find "x").
+ */
+static bool
+sendable_text(const char *t)
+{
+	size_t		len = strlen(t);
+
+	return len > 0 && strchr(t, ',') == NULL &&
+		!isspace((unsigned char) t[0]) && !isspace((unsigned char) t[len - 1]);
+}
+
+/* string_in: whether s is one of a NULL-terminated list. */
+static bool
+string_in(const char *const *list, const char *s)
+{
+	for (; *list; list++)
+		if (strcmp(*list, s) == 0)
+			return true;
+	return false;
+}
+
+/*
  * value_texts
  *		The values of an "=" or "= ANY" item as text; NULL elements are
  *		dropped (they match nothing).  Returns false if a value cannot be
- *		sent (not an integer where one is needed, or a comma, which would
- *		split a comma-separated list).
+ *		sent: not an integer where one is needed, not sendable_text, or
+ *		outside the set of values Coding accepts for the column.
  */
 static bool
 value_texts(Datum d, Oid type, int op, const PushableColumn *pc, List **texts)
@@ -435,12 +458,7 @@ value_texts(Datum d, Oid type, int op, const PushableColumn *pc, List **texts)
 		{
 			char	   *t = lfirst(lc);
 
-			size_t		len = strlen(t);
-
-			if (numeric ? !is_integer_text(t) : (strchr(t, ',') != NULL || t[0] == '\0'))
-				return false;
-			/* Coding trims each value: " x" would find "x", not " x" */
-			if (len > 0 && (isspace((unsigned char) t[0]) || isspace((unsigned char) t[len - 1])))
+			if (numeric ? !is_integer_text(t) : !sendable_text(t))
 				return false;
 			/* a value outside a documented set: Coding refuses the request */
 			if (pc->accepted && !string_in(pc->accepted, t))
@@ -448,16 +466,6 @@ value_texts(Datum d, Oid type, int op, const PushableColumn *pc, List **texts)
 		}
 	}
 	return true;
-}
-
-/* string_in: whether s is one of a NULL-terminated list. */
-static bool
-string_in(const char *const *list, const char *s)
-{
-	for (; *list; list++)
-		if (strcmp(*list, s) == 0)
-			return true;
-	return false;
 }
 
 /*
@@ -590,9 +598,7 @@ label_value(Datum d)
 	if (!cJSON_IsObject(obj))
 		return NULL;
 	v = cJSON_GetObjectItemCaseSensitive(obj, "Name");
-	if (cJSON_IsString(v) && v->valuestring[0] && !strchr(v->valuestring, ',') &&
-		!isspace((unsigned char) v->valuestring[0]) &&
-		!isspace((unsigned char) v->valuestring[strlen(v->valuestring) - 1]))
+	if (cJSON_IsString(v) && sendable_text(v->valuestring))
 		return pstrdup(v->valuestring);
 	v = cJSON_GetObjectItemCaseSensitive(obj, "Id");
 	if (cJSON_IsNumber(v))

@@ -253,7 +253,7 @@ find_due(long *sleep_ms)
 	if (SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'coding_fdw'", true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1 &&
 		SPI_execute("SELECT server_oid, owner_oid,"
-					" coalesce((SELECT srvname FROM pg_foreign_server f WHERE f.oid = s.server_oid), s.server_name)::text,"
+					" coding_fdw._server_name(s.server_oid, s.server_name)::text,"
 					" next_poll <= now() OR (requested > applied AND state <> 'error'),"
 					" greatest(0, extract(epoch FROM least(next_poll, greatest(e.next_attempt, now())) - now()) * 1000)::bigint,"
 					" coalesce(e.next_attempt <= now(), false)"
@@ -321,13 +321,12 @@ run_sql(const char *sql, Oid role, Oid server, const char *message)
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	/*
 	 * As REFRESH MATERIALIZED VIEW runs the owner's code: restricted (no
-	 * SET ROLE, no session state kept), a safe search_path, and any GUC the
-	 * owner's code sets undone afterwards.
+	 * SET ROLE, no session state kept), and any setting the owner's code
+	 * changes (search_path first) undone afterwards.
 	 */
 	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	save_nestlevel = NewGUCNestLevel();
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 	acting_role = role;
 	values[0] = ObjectIdGetDatum(server);
 	values[1] = message ? CStringGetTextDatum(message) : (Datum) 0;
@@ -427,6 +426,12 @@ coding_sync_worker_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(coding_sync_database, NULL, 0);
+	/*
+	 * As superuser, and as each owner: no role's schema may shadow what the
+	 * worker's SQL calls.  A session setting, so the SET clauses of the
+	 * extension's functions still apply.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 
 	sync_shared->latch = MyLatch;
 	sync_shared->pid = MyProcPid;
