@@ -215,19 +215,14 @@ require_project(CodingConnInfo *conn, Oid foreigntableid)
 /*
  * detail_attrs
  *		The attributes (offset by FirstLowInvalidHeapAttributeNumber) among
- *		attrs_used that only DescribeIssue returns.
+ *		the issue columns used that only DescribeIssue returns.
  */
 static Bitmapset *
-detail_attrs(Relation rel, CodingTableInfo *tinfo, Bitmapset *attrs_used)
+detail_attrs(CodingColumn *cols, int ncols)
 {
 	Bitmapset  *result = NULL;
-	CodingColumn *cols;
-	int			ncols;
 	int			i;
 
-	if (tinfo->resource != CODING_RES_ISSUES)
-		return NULL;
-	cols = coding_make_columns(rel, tinfo->resource, attrs_used, &ncols);
 	for (i = 0; i < ncols; i++)
 		if (cols[i].detail_only)
 			result = bms_add_member(result,
@@ -245,18 +240,15 @@ detail_attrs(Relation rel, CodingTableInfo *tinfo, Bitmapset *attrs_used)
  *		(assignee_id reads Assignee.Id), so every plan gives the same rows.
  */
 static bool
-key_lookup_allowed(Relation rel, Bitmapset *attrs_used)
+key_lookup_allowed(CodingColumn *cols, int ncols, Bitmapset *attrs_used)
 {
 	static const char *const list_only[] = {"AssigneeId", "Assignees", "CreatorId",
 	"ParentId", "ParentCode", "Iteration.Id"};
-	CodingColumn *cols;
-	int			ncols;
 	int			i;
 	int			k;
 
 	if (bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs_used))
 		return false;
-	cols = coding_make_columns(rel, CODING_RES_ISSUES, attrs_used, &ncols);
 	for (i = 0; i < ncols; i++)
 	{
 		if (cols[i].source == COLSRC_RAW)
@@ -289,7 +281,7 @@ codingGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
 	Oid			userid = OidIsValid(baserel->userid) ? baserel->userid : GetUserId();
 	Relation	rel;
 	ListCell   *lc;
-	bool		lookup_ok;
+	bool		lookup_ok = false;
 
 	ps->tinfo = coding_get_table_info(foreigntableid);
 	ps->conn = coding_get_conn_info(baserel->serverid, userid, foreigntableid);
@@ -305,12 +297,19 @@ codingGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
 		pull_varattnos((Node *) rinfo->clause, baserel->relid, &ps->attrs_used);
 	}
 
-	rel = table_open(foreigntableid, NoLock);
-	ps->detail_used = detail_attrs(rel, ps->tinfo, ps->attrs_used);
+	/* issues: which columns need DescribeIssue, and may a lookup serve them */
+	if (ps->tinfo->resource == CODING_RES_ISSUES)
+	{
+		CodingColumn *cols;
+		int			ncols;
+
+		rel = table_open(foreigntableid, NoLock);
+		cols = coding_make_columns(rel, CODING_RES_ISSUES, ps->attrs_used, &ncols);
+		table_close(rel, NoLock);
+		ps->detail_used = detail_attrs(cols, ncols);
+		lookup_ok = key_lookup_allowed(cols, ncols, ps->attrs_used);
+	}
 	ps->need_detail = ps->detail_used != NULL;
-	lookup_ok = ps->tinfo->resource == CODING_RES_ISSUES &&
-		key_lookup_allowed(rel, ps->attrs_used);
-	table_close(rel, NoLock);
 
 	if (lookup_ok)
 	{
