@@ -515,20 +515,22 @@ END $$;
 
 -- Delete local issues that Coding no longer has: one listing of the codes
 -- (a list-only column, so no DescribeIssue), the delete local, tombstones
--- for what went.
-CREATE FUNCTION _reconcile(srv oid, src name, dst name) RETURNS bigint
+-- for what went.  Returns the deleted codes, whose copies in other issues
+-- the caller refreshes.
+CREATE FUNCTION _reconcile(srv oid, src name, dst name) RETURNS bigint[]
 LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
-  n bigint;
+  gone bigint[];
 BEGIN
   EXECUTE format('WITH k AS MATERIALIZED (SELECT code FROM %I.issues),
                        del AS (DELETE FROM %I.issues d WHERE NOT EXISTS
                                  (SELECT 1 FROM k WHERE k.code = d.code) RETURNING d.code, d.updated_at),
                        tomb AS (SELECT coding_fdw._bury($1, ''issues'', array_agg(code::bigint),
                                                         array_agg(updated_at)) FROM del)
-                  SELECT count(*) FROM del WHERE (SELECT count(*) FROM tomb) >= 0', src, dst)
-    INTO n USING srv;
-  RETURN n;
+                  SELECT coalesce(array_agg(code::bigint), ''{}'') FROM del
+                   WHERE (SELECT count(*) FROM tomb) >= 0', src, dst)
+    INTO gone USING srv;
+  RETURN gone;
 END $$;
 
 -- The subscription row for the worker (private table).
@@ -602,6 +604,7 @@ DECLARE
   r record;
   r2 record;
   related int[];
+  gone bigint[];
   ins bigint;
   upd bigint;
   tbl text;
@@ -623,8 +626,15 @@ BEGIN
     ins := r.inserted;
     upd := r.updated;
     IF tbl = 'issues' AND NOT is_full THEN
-      -- the copies other issues hold of what changed (a full sync reads all)
-      related := coding_fdw._related(s.into_schema, r.changed);
+      gone := '{}';
+      IF reconcile THEN
+        gone := coding_fdw._reconcile(srv, s.source_schema, s.into_schema);
+        removed := removed + cardinality(gone);
+      END IF;
+      -- the copies other issues hold of what changed or went (a full sync
+      -- reads all); a deleted sub-task is still listed in its parent's
+      -- sub_tasks, which is how _related finds the parent
+      related := coding_fdw._related(s.into_schema, r.changed || gone);
       IF cardinality(related) > 0 THEN
         SELECT * INTO r2 FROM coding_fdw._apply(srv, s.source_schema, s.into_schema, 'issues', source,
                                                 NULL, false, related);
@@ -634,9 +644,6 @@ BEGIN
     END IF;
     IF tbl = 'issues' THEN
       newest := r.newest;
-      IF reconcile AND NOT is_full THEN
-        removed := removed + coding_fdw._reconcile(srv, s.source_schema, s.into_schema);
-      END IF;
     END IF;
     PERFORM coding_fdw._record(srv, tbl, source, ins, upd, removed);
     IF ins + upd + removed > 0 THEN

@@ -204,12 +204,25 @@ def main():
             q("SELECT coding_fdw.sync_start('mob', 'mobile_rec', poll_interval => '1 s', "
               "reconcile_interval => '1 s')")
             assert wait_for_sync("mob")
-            sim.call("DELETE", "/_sim/projects/mobile/issues/3")
-            wait_until(lambda: q("SELECT count(*) FROM mobile_rec.issues WHERE code = 3") == "0",
+            q("CREATE SCHEMA src_mob; IMPORT FOREIGN SCHEMA mobile FROM SERVER mob INTO src_mob")
+            # a sub-task: its parent's sub_tasks lists it, and Coding
+            # changes neither the parent's UpdatedAt nor sends anything
+            child, parent = q("SELECT code, parent_code FROM mobile_rec.issues "
+                              "WHERE parent_code IS NOT NULL ORDER BY code LIMIT 1").split("|")
+            listed = "SELECT count(*) FROM mobile_rec.issues WHERE code = %s AND sub_tasks @> '[{\"Code\": %s}]'" \
+                % (parent, child)
+            assert q(listed) == "1"
+            sim.call("DELETE", "/_sim/projects/mobile/issues/%s" % child)
+            wait_until(lambda: q("SELECT count(*) FROM mobile_rec.issues WHERE code = %s" % child) == "0",
                        30, "the periodic reconciliation to remove the deleted issue")
             assert status("mob", "issues")["poll_deleted"] == 1
+            # the parent was read again in the same sync
+            assert q(listed) == "0"
+            n = mirror_diff("mobile_rec", "issues", "src_mob")
+            assert n == 0, "issues differ in %d rows" % n
             q("SELECT coding_fdw.sync_stop('mob', drop_tables => true)")
-        res.check("reconcile_interval: polling alone removes a deleted issue", reconcile_interval)
+        res.check("reconcile_interval: polling alone removes a deleted sub-task and its parent's copy",
+                  reconcile_interval)
 
         def kill_worker():
             q("SELECT coding_fdw.sync_start('big', 'big_mirror')")
