@@ -416,18 +416,21 @@ BEGIN
 END $$;
 
 -- Apply one resource: upsert what changed, and (with do_delete) delete what
--- Coding no longer has; with codes, only those issues are read (DescribeIssue
--- each) and only they can be deleted.  Runs as the subscription owner.  One
+-- Coding no longer has; with codes, only those issues are read and only they
+-- can be deleted; with since, only issues updated since then are listed
+-- (both: the list filtered by UPDATED_AT, then by code, before any
+-- DescribeIssue).  Runs as the subscription owner.  One
 -- statement, so the foreign table is read once; column names come from the
 -- catalog.  In a poll or webhook refresh, a row with a tombstone is only
 -- brought back by a change newer than its deletion; deleted rows get
 -- tombstones.
--- Returns inserted, updated, deleted, the newest updated_at seen and the
--- keys of the rows inserted, updated or deleted.
+-- Returns inserted, updated, deleted, the newest updated_at seen, the
+-- keys of the rows inserted, updated or deleted, and (with codes) the keys
+-- Coding returned.
 CREATE FUNCTION _apply(srv oid, src name, dst name, tbl text, source text,
                        since timestamptz, do_delete boolean, codes int[] DEFAULT NULL,
                        OUT inserted bigint, OUT updated bigint, OUT deleted bigint,
-                       OUT newest timestamptz, OUT changed bigint[])
+                       OUT newest timestamptz, OUT changed bigint[], OUT seen bigint[])
 LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   keycol text := CASE tbl WHEN 'project_members' THEN 'id' ELSE 'code' END;
@@ -447,8 +450,9 @@ BEGIN
      AND attname NOT IN ('synced_at', 'synced_by');
   IF since IS NOT NULL THEN
     filter := 'WHERE updated_at >= $1';
-  ELSIF codes IS NOT NULL THEN
-    filter := 'WHERE code = ANY($6)';
+  END IF;
+  IF codes IS NOT NULL THEN
+    filter := CASE WHEN filter = '' THEN 'WHERE ' ELSE filter || ' AND ' END || 'code = ANY($6)';
   END IF;
   EXECUTE format(
     'WITH s AS MATERIALIZED (SELECT %1$s FROM %2$I.%3$I %4$s),
@@ -468,7 +472,9 @@ BEGIN
                      FROM del WHERE %9$L)
      SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins),
             (SELECT count(*) FROM del), %13$s, (SELECT n FROM tomb),
-            array_agg(key) || (SELECT coalesce(array_agg(key::bigint), ''{}'') FROM del) FROM up',
+            array_agg(key) || (SELECT coalesce(array_agg(key::bigint), ''{}'') FROM del),
+            CASE WHEN $6 IS NOT NULL THEN (SELECT coalesce(array_agg(%6$I::bigint), ''{}'') FROM s) END
+       FROM up',
     cols, src, tbl, filter, dst, keycol, excluded_cols, current_cols, stamped,
     CASE WHEN stamped THEN '(t.updated_at IS NULL OR s.updated_at IS NULL OR s.updated_at <= t.updated_at)'
          ELSE 'false' END,
@@ -477,7 +483,7 @@ BEGIN
     CASE WHEN tbl = 'issues' THEN '(SELECT max(updated_at) FROM s)' ELSE 'NULL::timestamptz' END,
     -- a full sync is an explicit "take Coding's state": no tombstone holds
     stamped AND source <> 'full')
-  INTO inserted, updated, deleted, newest, buried, changed
+  INTO inserted, updated, deleted, newest, buried, changed, seen
   USING since, source, do_delete, srv, tbl, codes;
   changed := array_remove(changed, NULL);
 END $$;
@@ -511,6 +517,40 @@ BEGIN
       UNION ALL SELECT d.code FROM %1$I.issues d WHERE d.epic->>'Code' = ANY($1::text[])
     ) r WHERE x IS NOT NULL AND x <> ALL ($1)$q$, dst) INTO rel USING codes;
   RETURN rel;
+END $$;
+
+-- Read again the detail columns of the issues _related names and update
+-- the rows where they differ: a query of code and detail columns only, so
+-- the foreign scan looks each code up with DescribeIssue (one call each)
+-- instead of listing the project.  Those issues' own change, if any, comes
+-- by its own poll or event; their list columns and raw hold no copies.
+-- Returns the rows updated.
+CREATE FUNCTION _refresh_details(src name, dst name, source text, codes int[]) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+DECLARE
+  cols text;
+  s_cols text;
+  d_cols text;
+  n bigint;
+BEGIN
+  SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum),
+         string_agg('s.' || quote_ident(attname), ', ' ORDER BY attnum),
+         string_agg('d.' || quote_ident(attname), ', ' ORDER BY attnum)
+    INTO cols, s_cols, d_cols
+    FROM pg_attribute
+   WHERE attrelid = format('%I.issues', dst)::regclass AND attnum > 0 AND NOT attisdropped
+     AND attname IN ('assignee', 'creator', 'watchers', 'files', 'sub_tasks', 'third_links',
+                     'project_module', 'requirement_type', 'defect_type', 'epic', 'parent');
+  IF cols IS NULL OR codes IS NULL OR cardinality(codes) = 0 THEN
+    RETURN 0;
+  END IF;
+  EXECUTE format('WITH s AS MATERIALIZED (SELECT code, %1$s FROM %2$I.issues WHERE code = ANY($1)),
+                       up AS (UPDATE %3$I.issues d SET (%1$s, synced_at, synced_by) = (%4$s, now(), $2)
+                                FROM s WHERE d.code = s.code AND (%5$s) IS DISTINCT FROM (%4$s)
+                              RETURNING 1)
+                  SELECT count(*) FROM up', cols, src, dst, s_cols, d_cols)
+    INTO n USING codes, source;
+  RETURN n;
 END $$;
 
 -- Delete local issues that Coding no longer has: one listing of the codes
@@ -602,8 +642,6 @@ DECLARE
   reconcile boolean;
   source text;
   r record;
-  r2 record;
-  related int[];
   gone bigint[];
   ins bigint;
   upd bigint;
@@ -634,13 +672,8 @@ BEGIN
       -- the copies other issues hold of what changed or went (a full sync
       -- reads all); a deleted sub-task is still listed in its parent's
       -- sub_tasks, which is how _related finds the parent
-      related := coding_fdw._related(s.into_schema, r.changed || gone);
-      IF cardinality(related) > 0 THEN
-        SELECT * INTO r2 FROM coding_fdw._apply(srv, s.source_schema, s.into_schema, 'issues', source,
-                                                NULL, false, related);
-        ins := ins + r2.inserted;
-        upd := upd + r2.updated;
-      END IF;
+      upd := upd + coding_fdw._refresh_details(s.source_schema, s.into_schema, source,
+                                               coding_fdw._related(s.into_schema, r.changed || gone));
     END IF;
     IF tbl = 'issues' THEN
       newest := r.newest;
@@ -869,7 +902,8 @@ END $$;
 
 -- Record the outcome of events: applied or ignored, or failed with an
 -- error: retried with backoff (1 s doubling, at most 5 minutes) until
--- coding_fdw.webhook_max_attempts, then a dead letter.
+-- coding_fdw.webhook_max_attempts, then a dead letter; or dead at once (an
+-- event that no retry can make apply).
 CREATE FUNCTION _events_done(srv oid, ids bigint[], outcomes text[], errors text[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
@@ -920,9 +954,10 @@ $$;
 
 -- Apply up to "batch" due webhook events of a subscription, run by the
 -- worker as its owner in one transaction.  Issue events become one read of
--- the issues they name (DescribeIssue each, concurrently; the last event
--- per code decides between a refresh and a delete, and an issue Coding no
--- longer has is deleted), so duplicates and reordering cost nothing and
+-- the issues they name (the list of the issues updated since the events'
+-- day, filtered by code, and DescribeIssue each, concurrently; the last
+-- event per code decides between a refresh and a delete, and an issue
+-- Coding no longer has is deleted), so duplicates and reordering cost nothing and
 -- the row is always Coding's current one.  Iteration and member events
 -- apply their payload, each in its own subtransaction.  A failure is kept
 -- on its events for a retry.  Returns whether more events are due.
@@ -947,6 +982,8 @@ DECLARE
   it_payloads jsonb[] := '{}';
   picked bigint[];
   refresh int[];
+  missing int[];
+  since timestamptz;
   gone bigint[];
   related int[];
   r record;
@@ -964,6 +1001,20 @@ BEGIN
 
   FOR ev IN SELECT * FROM coding_fdw._events_due(srv, batch) LOOP
     n := n + 1;
+    -- one Service URL pasted into two projects' Service Hooks: an event of
+    -- the other project would change (or delete) rows of this one
+    IF lower(ev.payload->'project'->>'name') IS DISTINCT FROM lower(project)
+         AND jsonb_typeof(ev.payload->'project'->'name') = 'string'
+       OR lower(ev.payload->'team'->>'domain') IS DISTINCT FROM lower(team)
+         AND jsonb_typeof(ev.payload->'team'->'domain') = 'string' THEN
+      ids := ids || ev.id;
+      outcomes := outcomes || 'dead'::text;
+      errors := errors || format('the event is for project "%s" of team "%s", this subscription follows '
+                                 'project "%s" of team "%s": the Service URL is pasted into another '
+                                 'project''s Service Hook',
+                                 ev.payload->'project'->>'name', ev.payload->'team'->>'domain', project, team);
+      CONTINUE;
+    END IF;
     tbl := coding_fdw._event_table(ev.event);
     IF tbl = 'iterations' THEN
       it_ids := it_ids || ev.id;
@@ -1063,9 +1114,27 @@ BEGIN
     errors := errors || array_fill('the payload names no issue code'::text, ARRAY[cardinality(picked)]);
     IF refresh IS NOT NULL THEN
       BEGIN
+        -- Coding's UpdatedAt only grows, so each issue is in the list of
+        -- issues updated since its newest event's day (Coding filters whole
+        -- days: a day of margin, and never after now): a list of today's
+        -- changes, not of the project, then DescribeIssue for the codes
+        -- asked.  What it misses (deleted since, or events without a
+        -- stamp) is looked for in the whole list, which also deletes it.
+        since := (SELECT least(min(st), now()) - interval '1 day' FROM (
+                    SELECT max(u.st) AS st FROM unnest(issue_codes, issue_stamps) u(c, st)
+                     WHERE u.c = ANY(refresh) GROUP BY u.c) x
+                  HAVING bool_and(st IS NOT NULL));
         SELECT * INTO r FROM coding_fdw._apply(srv, s.source_schema, s.into_schema, 'issues', 'webhook',
-                                               NULL, true, refresh);
+                                               since, since IS NULL, refresh);
         counts := jsonb_set(counts, '{issues}', to_jsonb(ARRAY[r.inserted, r.updated, r.deleted]));
+        missing := ARRAY(SELECT c FROM unnest(refresh) c WHERE c <> ALL (r.seen));
+        IF since IS NOT NULL AND cardinality(missing) > 0 THEN
+          SELECT * INTO r FROM coding_fdw._apply(srv, s.source_schema, s.into_schema, 'issues', 'webhook',
+                                                 NULL, true, missing);
+          counts := jsonb_set(counts, '{issues}', to_jsonb(ARRAY[
+            (counts->'issues'->>0)::bigint + r.inserted, (counts->'issues'->>1)::bigint + r.updated,
+            (counts->'issues'->>2)::bigint + r.deleted]));
+        END IF;
         msg := NULL;
       EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
@@ -1101,11 +1170,10 @@ BEGIN
     related := coding_fdw._related(s.into_schema, coalesce(refresh::bigint[], '{}') || coalesce(gone, '{}'));
     IF cardinality(related) > 0 THEN
       BEGIN
-        SELECT * INTO r FROM coding_fdw._apply(srv, s.source_schema, s.into_schema, 'issues', 'webhook',
-                                               NULL, false, related);
         counts := jsonb_set(counts, '{issues}', to_jsonb(ARRAY[
-          coalesce((counts->'issues'->>0)::bigint, 0) + r.inserted,
-          coalesce((counts->'issues'->>1)::bigint, 0) + r.updated,
+          coalesce((counts->'issues'->>0)::bigint, 0),
+          coalesce((counts->'issues'->>1)::bigint, 0)
+            + coding_fdw._refresh_details(s.source_schema, s.into_schema, 'webhook', related),
           coalesce((counts->'issues'->>2)::bigint, 0)]));
       EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;

@@ -116,8 +116,14 @@ def main():
             sim.call("PATCH", "/_sim/projects/backend/issues/%s" % epic, {"Name": "epic renamed"})
             sim.call("PATCH", "/_sim/projects/backend/iterations/1", {"Name": "renamed sprint"})
             sim.call("DELETE", "/_sim/projects/backend/iterations/2")
+            sim.call("DELETE", "/_sim/log")
             q("SELECT coding_fdw.sync_now('coding')")
             assert wait_for_sync("coding")
+            # the copies are read with DescribeIssue: every list read of this
+            # poll is the delta (UPDATED_AT), none lists the whole project
+            lists = sim.call("GET", "/_sim/log?action=DescribeIssueListWithPage")["requests"]
+            assert lists and all(any(c.get("Key") == "UPDATED_AT" for c in e["body"].get("Conditions", []))
+                                 for e in lists), [e["body"] for e in lists]
             after = status("coding", "issues")
             assert after["poll_inserted"] - before["poll_inserted"] == 1, after
             # issue 5 changed, and the deleted iteration moved its issues out

@@ -62,14 +62,14 @@ def post(url, body, headers=None, method="POST", raw=None):
         return e.code, e.read().decode(), dict(e.headers)
 
 
-def iteration_event(code, title="Burst", event="ITERATION_CREATED", updated=1700000000000):
+def iteration_event(code, title="Burst", event="ITERATION_CREATED", updated=1700000000000, project="backend"):
     """A real-shaped ITERATION_* body (coding-api.md S9)."""
     return {"event": event, "eventName": "创建迭代",
             "iteration": {"title": title, "goal": "g", "code": code, "status": "WAIT_PROCESS",
                           "creator": {"id": 8613060, "login": "cxRf", "name": "Gavin"},
                           "plan_issue_number": 0, "start_at": 1668009600000, "end_at": 1668268799000,
                           "created_at": 1665309831747, "updated_at": updated},
-            "project": {"id": 1, "name": "backend"}, "team": {"id": 1, "domain": "acme"}}
+            "project": {"id": 1, "name": project}, "team": {"id": 1, "domain": "acme"}}
 
 
 def status_row(server, table):
@@ -254,7 +254,7 @@ def main():
         def signatures():
             import hashlib
             import hmac
-            body = json.dumps(iteration_event(900002, "Signed")).encode()
+            body = json.dumps(iteration_event(900002, "Signed", project="mobile")).encode()
             good = "sha1=" + hmac.new(b"s3cr3t", body, hashlib.sha1).hexdigest()
             st, text, _ = post(signed_url, None, raw=body)
             assert st == 401 and "signature required" in text, (st, text)
@@ -641,11 +641,21 @@ def main():
                               "ORDER BY code LIMIT 1").split()
             epic = q("SELECT min((epic->>'Code')::int) FROM mirror.issues WHERE epic IS NOT NULL")
             assert epic, "no issue with an epic"
+            sim.call("DELETE", "/_sim/log")
             sim.call("PATCH", P + "/issues/%s" % child, {"Name": "sub-task renamed on Coding"})
             sim.call("PATCH", P + "/issues/%s" % parent, {"Description": "the parent's own change"})
             sim.call("PATCH", P + "/issues/%s" % epic, {"Name": "epic renamed on Coding"})
             deliveries_done(3)
             assert wait_for_sync("coding")
+            # interface.md 5: events are enriched with DescribeIssue; the
+            # list read for the changed issues' list columns is of the
+            # issues updated since the events' day, never the whole project
+            lists = sim.call("GET", "/_sim/log?action=DescribeIssueListWithPage")["requests"]
+            assert lists and all(any(c.get("Key") == "UPDATED_AT" for c in e["body"].get("Conditions", []))
+                                 for e in lists), [e["body"] for e in lists]
+            described = {e["body"]["IssueCode"] for e in
+                         sim.call("GET", "/_sim/log?action=DescribeIssue")["requests"]}
+            assert {int(child), int(parent), epic and int(epic)} <= described, described
             cols = [c for c in ISSUE_COLS if c != "raw"]   # raw also holds the iteration's name
             assert diff("mirror", "issues", src, cols) == 0, "issues differ"
             assert q("SELECT count(*) FROM mirror.issues WHERE sub_tasks @> '[{\"Name\": \"sub-task renamed on Coding\"}]'") != "0"
@@ -753,6 +763,8 @@ def main():
             q("ALTER SYSTEM SET coding_fdw.webhook_max_attempts = 2")
             q("SELECT pg_reload_conf()")
             bad = {"event": "ITERATION_UPDATED", "iteration": {"title": "no code"}}
+            victim = leaf_issues("mirror")[3]
+            member = int(q("SELECT min(id) FROM mirror.project_members"))
             st, _, _ = post(url, bad, headers={"X-Coding-Delivery": "bad-1"})
             assert st == 200
             # every kind of malformed payload, each with its own error
@@ -767,6 +779,16 @@ def main():
                           "the payload names no issue code"),
                 "bad-6": ({"event": "ISSUE_CREATED", "defect": {"name": "no code"}},
                           "the payload names no issue code"),
+                # the Service URL pasted into another project's hook: its
+                # events must not touch this project's rows
+                "bad-7": ({"event": "ISSUE_DELETED", "issue": {"code": victim, "updated_at": 4102444800000},
+                           "project": {"id": 2, "name": "mobile"}, "team": {"id": 1, "domain": "acme"}},
+                          'the event is for project "mobile" of team "acme", this subscription follows project '
+                          '"backend" of team "acme": the Service URL is pasted into another project\'s Service Hook'),
+                "bad-8": ({"event": "MEMBER_DELETED", "member": {"id": member},
+                           "project": {"id": 1, "name": "Backend"}, "team": {"id": 9, "domain": "other"}},
+                          'the event is for project "Backend" of team "other", this subscription follows project '
+                          '"backend" of team "acme": the Service URL is pasted into another project\'s Service Hook'),
             }
             for delivery, (body, _) in malformed.items():
                 st, _, _ = post(url, body, headers={"X-Coding-Delivery": delivery})
@@ -782,6 +804,10 @@ def main():
             for delivery, (_, error) in malformed.items():
                 got = q("SELECT error FROM coding_fdw.webhook_dead_letter WHERE delivery = '%s'" % delivery)
                 assert got == error, (delivery, got, error)
+            assert q("SELECT attempts FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-7'") == "0"
+            assert q("SELECT count(*) FROM mirror.issues WHERE code = %d" % victim) == "1"
+            assert q("SELECT count(*) FROM coding_fdw.tombstone WHERE table_name = 'issues' AND key = %d" % victim) == "0"
+            assert q("SELECT count(*) FROM mirror.project_members WHERE id = %d" % member) == "1"
             # an updated_at beyond timestamptz's range only loses its stamp:
             # computed for the whole batch, it used to fail every event in it
             leaf = leaf_issues("mirror")[0]
