@@ -156,12 +156,17 @@ coding_register_worker(const char *function, const char *name)
  * coding_acting_role
  *		The role a call acts for, for the extension's ownership checks: in
  *		the sync worker, the owner of the subscription being served; in any
- *		other session, the session user (SET ROLE cannot widen it).
+ *		other session, the role SET ROLE chose (the session user without
+ *		one), as everywhere in PostgreSQL.  That is the outer user: the
+ *		extension's SECURITY DEFINER functions, which make the checks, do
+ *		not change it.  The session user was wrong both ways: a NOINHERIT
+ *		authenticator that SET ROLE to the owner was refused, and a member
+ *		of the owner who SET ROLE to another role still acted as owner.
  */
 Datum
 coding_acting_role(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_OID(OidIsValid(acting_role) ? acting_role : GetSessionUserId());
+	PG_RETURN_OID(OidIsValid(acting_role) ? acting_role : GetOuterUserId());
 }
 
 /*

@@ -379,6 +379,20 @@ def main():
                        "FROM coding_fdw.sync_status WHERE server = 'mob'")
                 assert st == "idle", st   # and no last_error
                 assert q("SELECT count(*) FROM alice_mirror.issues") != "0"
+                # after SET ROLE a session has that role's rights: a NOINHERIT
+                # authenticator (PostgREST's pattern) acts as alice once it
+                # is alice, and a member of alice that is carol is not alice
+                q("DROP ROLE IF EXISTS auth_ni, auth_in, carol; CREATE ROLE carol; "
+                  "CREATE ROLE auth_ni NOINHERIT; GRANT alice TO auth_ni; "
+                  "CREATE ROLE auth_in; GRANT alice, carol TO auth_in")
+                assert q("SET SESSION AUTHORIZATION auth_ni; SET ROLE alice; "
+                         "SELECT coding_fdw.webhook_url('mob') LIKE 'http%' AND coding_fdw.wait_for_sync('mob')") == "t"
+                r = psql("SET SESSION AUTHORIZATION auth_in; SET ROLE carol; SELECT coding_fdw.sync_now('mob')",
+                         db=DB, check=False)
+                assert 'permission denied for the subscription of server "mob"' in r.stderr, r.stderr
+                r = psql("SET SESSION AUTHORIZATION auth_in; SET ROLE carol; SELECT coding_fdw.webhook_url('mob')",
+                         db=DB, check=False)
+                assert r.returncode != 0 and "/coding_fdw/webhook/" not in r.stdout, (r.stdout, r.stderr)
                 q("SET ROLE alice; SELECT coding_fdw.sync_stop('mob', drop_tables => true)")
                 assert q("SELECT to_regclass('alice_mirror.issues') IS NULL") == "t"
             finally:
@@ -386,7 +400,7 @@ def main():
                   "FROM coding_fdw.sync_status WHERE server = 'mob' LIMIT 1; "
                   "DROP SCHEMA IF EXISTS alice_mirror CASCADE; DROP USER MAPPING IF EXISTS FOR alice SERVER mob; "
                   "REVOKE ALL ON FOREIGN SERVER mob FROM alice; REVOKE ALL ON DATABASE %s FROM alice; "
-                  "DROP ROLE alice" % DB)
+                  "DROP ROLE IF EXISTS auth_ni, auth_in, carol; DROP ROLE alice" % DB)
         res.check("sync_start after SET ROLE: the role owns the subscription and tables, and can stop it",
                   set_role)
 
