@@ -126,6 +126,26 @@ SET coding_fdw.max_response_size = '1MB';
 \! $SIMCTL fault '{"type":"huge_body","mb":3}'
 SELECT * FROM err('SELECT count(*) FROM issues');
 RESET coding_fdw.max_response_size;
+-- a gateway answering 401/403 without Coding's envelope: the token's and
+-- the permission's errors, not "malformed"
+\! $SIMCTL fault '{"type":"raw_body","status":401,"body":"<html>401 Unauthorized</html>"}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+\! $SIMCTL fault '{"type":"raw_body","status":403,"body":"Forbidden"}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+-- an "Error" without a text Code (or with a Message that is not text) is
+-- no answer we can classify: malformed, not "internal error"
+\! $SIMCTL fault '{"type":"raw_body","body":"{\"Response\":{\"Error\":{},\"RequestId\":\"r-1\"}}"}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+\! $SIMCTL fault '{"type":"raw_body","body":"{\"Response\":{\"Error\":{\"Code\":\"InvalidParameterValue\",\"Message\":[\"x\"]}}}"}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+-- an endpoint that echoes the token in its message: never shown
+\! $SIMCTL fault '{"type":"error","code":"InvalidParameter","message":"header Authorization: token secret-token is not valid here (secret-token)"}'
+SELECT * FROM err('SELECT count(*) FROM issues');
+-- a Project that is not an object is malformed, not "project not found"
+\! $SIMCTL fault '{"type":"raw_body","action":"DescribeProjectByName","body":"{\"Response\":{\"Project\":[]}}"}'
+CREATE FOREIGN TABLE members_badproject (id bigint) SERVER coding OPTIONS (resource 'project_members');
+SELECT * FROM err('SELECT count(*) FROM members_badproject');
+DROP FOREIGN TABLE members_badproject;
 -- wrong types in fields: the column's input function reports it (only
 -- for columns the query reads: count(*) converts none)
 \! $SIMCTL fault '{"type":"wrong_types"}'
@@ -139,6 +159,28 @@ SELECT * FROM err('SELECT max(created_at) FROM stamps');
 \! $SIMCTL fault '{"type":"raw_body","action":"DescribeIssueListWithPage","count":1,"body":"{\"Response\":{\"Data\":{\"PageNumber\":1,\"PageSize\":500,\"TotalPage\":1,\"TotalCount\":1,\"List\":[{\"Code\":2,\"UpdatedAt\":-9.3e15}]}}}"}'
 SELECT * FROM err('SELECT max(updated_at) FROM stamps');
 DROP FOREIGN TABLE stamps;
+-- integers of 2^53 and more lose precision as doubles (README), but are
+-- still integers: they used to be spelled 9.007199254740992e+15, which
+-- bigint refuses
+\! $SIMCTL fault '{"type":"raw_body","action":"DescribeIssueListWithPage","count":1,"body":"{\"Response\":{\"Data\":{\"PageNumber\":1,\"PageSize\":500,\"TotalPage\":1,\"TotalCount\":1,\"List\":[{\"Code\":7,\"IssueStatusId\":9007199254740993,\"WorkingHours\":1e20}]}}}"}'
+CREATE FOREIGN TABLE big_numbers (code int, issue_status_id bigint, working_hours numeric)
+  SERVER coding OPTIONS (resource 'issues');
+SELECT * FROM big_numbers;
+DROP FOREIGN TABLE big_numbers;
+-- a string holding \u0000, in a column read or not: the answer is refused
+-- (HV00M), as PostgreSQL's jsonb input refuses such a document; the string
+-- used to be cut there silently.  An escaped backslash before "u0000" is
+-- text like any other.
+\! $SIMCTL fault '{"type":"raw_body","action":"DescribeIssueListWithPage","count":1,"body":"{\"Response\":{\"Data\":{\"PageNumber\":1,\"PageSize\":500,\"TotalPage\":1,\"TotalCount\":1,\"List\":[{\"Code\":3,\"Name\":\"a\\u0000x\"}]}}}"}'
+SELECT * FROM err('SELECT name FROM issues');
+\! $SIMCTL fault '{"type":"raw_body","action":"DescribeIssueListWithPage","count":1,"body":"{\"Response\":{\"Data\":{\"PageNumber\":1,\"PageSize\":500,\"TotalPage\":1,\"TotalCount\":1,\"List\":[{\"Code\":4,\"Labels\":[{\"Name\":\"\\u0000\"}]}]}}}"}'
+CREATE FOREIGN TABLE nul_issues (code int, labels jsonb, raw jsonb) SERVER coding OPTIONS (resource 'issues');
+SELECT * FROM err('SELECT labels FROM nul_issues');
+\! $SIMCTL fault '{"type":"raw_body","action":"DescribeIssueListWithPage","count":1,"body":"{\"Response\":{\"Data\":{\"PageNumber\":1,\"PageSize\":500,\"TotalPage\":1,\"TotalCount\":1,\"List\":[{\"Code\":5,\"Description\":\"\\u0000\"}]}}}"}'
+SELECT * FROM err('SELECT raw FROM nul_issues');
+\! $SIMCTL fault '{"type":"raw_body","action":"DescribeIssueListWithPage","count":1,"body":"{\"Response\":{\"Data\":{\"PageNumber\":1,\"PageSize\":500,\"TotalPage\":1,\"TotalCount\":1,\"List\":[{\"Code\":6,\"Description\":\"C: \\\\u0000 \\\\\\\\\\u0041\"}]}}}"}'
+SELECT raw->>'Description' AS description FROM nul_issues;
+DROP FOREIGN TABLE nul_issues;
 
 -- after all that, the same backend still works
 SELECT count(*) > 0 AS ok FROM issues;

@@ -57,6 +57,7 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER s_ok OPTIONS (token 'abc-SECRET-3', 
 CREATE FOREIGN TABLE ft_nores (code int) SERVER s_ok;
 CREATE FOREIGN TABLE ft_bad (code int) SERVER s_ok OPTIONS (resource 'epics');
 CREATE FOREIGN TABLE ft_bad (code int) SERVER s_ok OPTIONS (resource 'issues', issue_type 'defect');
+CREATE FOREIGN TABLE ft_bad (code int) SERVER s_ok OPTIONS (resource 'iterations', issue_type 'DEFECT');
 CREATE FOREIGN TABLE ft_bad (code int) SERVER s_ok OPTIONS (resource 'issues', page_size '1000');
 CREATE FOREIGN TABLE ft_bad (code int) SERVER s_ok OPTIONS (resource 'issues', team 'other');
 CREATE FOREIGN TABLE ft_bad (code int) SERVER s_ok OPTIONS (resource 'issues', project '');
@@ -70,6 +71,7 @@ CREATE FOREIGN TABLE ft_ok (code int OPTIONS (field 'Code'), it int OPTIONS (fie
   SERVER s_ok OPTIONS (resource 'issues', issue_type 'DEFECT', project 'mobile', page_size '10');
 ALTER FOREIGN TABLE ft_ok OPTIONS (DROP resource);
 ALTER FOREIGN TABLE ft_ok OPTIONS (SET issue_type 'STORY');
+ALTER FOREIGN TABLE ft_ok OPTIONS (SET resource 'project_members');
 
 -- the options as stored
 SELECT srvname, srvoptions FROM pg_foreign_server WHERE srvname = 's_ok';

@@ -65,6 +65,7 @@ typedef struct ResponseBuffer
 	size_t		limit;
 	bool		too_large;
 	bool		out_of_memory;
+	bool		holds_nul;		/* a string holds a NUL: refused */
 } ResponseBuffer;
 
 /*
@@ -308,6 +309,38 @@ http_ensure_handles(void)
  *		list.  Called after each batch and on every error path; a transfer
  *		interrupted mid-response has its connection closed by curl.
  */
+/*
+ * The rate-limit send time reserved for a call that has not started yet
+ * (at most one: a batch reserves for one entry at a time, and a call made
+ * ahead hands its reservation to the call that collects it).  If the wait
+ * for it ends in an ERROR or cancel, or the call made ahead is abandoned,
+ * the time is given back (coding_ratelimit_release).
+ */
+static struct
+{
+	int64		at;				/* -1: none held */
+	char		team[64];
+	double		rate;
+}			held_slot = {-1, "", 0};
+
+/* hold_slot: remember a reserved, not yet used send time */
+static void
+hold_slot(CodingConnInfo *conn, int64 at)
+{
+	held_slot.at = at;
+	strlcpy(held_slot.team, conn->team, sizeof(held_slot.team));
+	held_slot.rate = conn->rate_limit;
+}
+
+/* release_held_slot: give back a reserved send time nobody used */
+static void
+release_held_slot(void)
+{
+	if (held_slot.at >= 0)
+		coding_ratelimit_release(held_slot.team, held_slot.rate, held_slot.at);
+	held_slot.at = -1;
+}
+
 static void
 http_detach_all(void)
 {
@@ -329,6 +362,7 @@ http_detach_all(void)
 	http.nsocks = 0;
 	http.timer_ms = -1;
 	ahead.active = false;		/* a call made ahead is abandoned */
+	release_held_slot();		/* and the send time it or a batch waited for */
 }
 
 /*
@@ -500,6 +534,36 @@ json_string_member(cJSON *obj, const char *name)
 }
 
 /*
+ * redact_token
+ *		A copy of text from Coding with the connection's token replaced by
+ *		<token>: an endpoint that echoes the Authorization header in an error
+ *		message must not put the token into errors, logs or sync_status.
+ */
+static char *
+redact_token(CodingConnInfo *conn, char *text)
+{
+	const char *token;
+	size_t		len;
+	StringInfoData out;
+	char	   *p;
+	char	   *hit;
+
+	if (text == NULL || conn->auth_header == NULL)
+		return text;
+	token = strrchr(conn->auth_header, ' ');
+	if (token == NULL || (len = strlen(++token)) < 4 || strstr(text, token) == NULL)
+		return text;
+	initStringInfo(&out);
+	for (p = text; (hit = strstr(p, token)) != NULL; p = hit + len)
+	{
+		appendBinaryStringInfo(&out, p, hit - p);
+		appendStringInfoString(&out, "<token>");
+	}
+	appendStringInfoString(&out, p);
+	return out.data;
+}
+
+/*
  * classify_coding_error
  *		Map Coding's Response.Error.Code (Tencent Cloud API 3.0 style) to one
  *		of our classes.  InvalidParameterValue with an empty Message is how
@@ -574,8 +638,10 @@ parse_body(ResponseBuffer *buf, const CodingJsonRowFilter *row_filter)
 	/* simdjson reads whole blocks: the padding must hold defined bytes */
 	memset(buf->data + buf->len, 0, CODING_JSON_PADDING);
 	doc = coding_fast_json ?
-		coding_json_parse_fast(buf->data, buf->len, cjson_palloc, row_filter) : NULL;
-	if (doc == NULL)
+		coding_json_parse_fast(buf->data, buf->len, cjson_palloc, row_filter,
+							   &buf->holds_nul) : NULL;
+	if (doc == NULL && !buf->holds_nul &&
+		!(buf->holds_nul = coding_json_holds_nul(buf->data, buf->len)))
 		doc = cJSON_ParseWithLength(buf->data, buf->len);
 	return doc;
 }
@@ -613,6 +679,7 @@ finish_transfer(CodingConnInfo *conn, BatchEntry *e, CURLcode cc)
 		if (buf->too_large)
 		{
 			result->errclass = CODING_ERR_MALFORMED;
+			result->too_large = true;
 			result->transport_error =
 				psprintf("the response is larger than coding_fdw.max_response_size (%d kB)",
 						 coding_max_response_size / 1024);
@@ -645,9 +712,26 @@ finish_transfer(CodingConnInfo *conn, BatchEntry *e, CURLcode cc)
 		result->request_id = json_string_member(resp, "RequestId");
 	if (cJSON_IsObject(err))
 	{
-		result->code = json_string_member(err, "Code");
-		result->message = json_string_member(err, "Message");
-		result->errclass = classify_coding_error(result->code, result->message);
+		cJSON	   *message = cJSON_GetObjectItemCaseSensitive(err, "Message");
+
+		result->code = redact_token(conn, json_string_member(err, "Code"));
+		result->message = redact_token(conn, json_string_member(err, "Message"));
+		if (result->code == NULL || (message && !cJSON_IsString(message) && !cJSON_IsNull(message)))
+		{
+			/* no class can be read from it: not Coding's envelope */
+			result->errclass = CODING_ERR_MALFORMED;
+			result->code = NULL;
+			result->message = NULL;
+			result->transport_error = pstrdup("the answer's \"Error\" has no text \"Code\" and \"Message\"");
+		}
+		else
+			result->errclass = classify_coding_error(result->code, result->message);
+	}
+	else if (result->http_status == 401 || result->http_status == 403)
+	{
+		/* a gateway in front of Coding, answering without Coding's envelope */
+		result->errclass = result->http_status == 401 ? CODING_ERR_AUTH : CODING_ERR_PERMISSION;
+		result->transport_error = psprintf("HTTP status %ld", result->http_status);
 	}
 	else if (result->http_status == 429)
 	{
@@ -667,8 +751,9 @@ finish_transfer(CodingConnInfo *conn, BatchEntry *e, CURLcode cc)
 	else if (!cJSON_IsObject(resp))
 	{
 		result->errclass = CODING_ERR_MALFORMED;
-		result->transport_error = pstrdup(doc == NULL ?
-										  "the body is not valid JSON" :
+		result->transport_error = pstrdup(buf->holds_nul ?
+										  "a string in the answer holds \\u0000, which text and jsonb cannot hold" :
+										  doc == NULL ? "the body is not valid JSON" :
 										  "the body has no \"Response\" object");
 	}
 	else
@@ -762,13 +847,17 @@ batch_loop(CodingConnInfo *conn, const char *url, BatchEntry *entries, int n,
 			if (e == NULL)
 				break;
 			if (reserved_us < 0)
+			{
 				reserved_us = coding_ratelimit_reserve(conn->team, conn->rate_limit);
+				hold_slot(conn, reserved_us);
+			}
 			if (reserved_us > now)
 			{
 				wake_us = reserved_us;
 				break;
 			}
 			reserved_us = -1;
+			held_slot.at = -1;	/* used */
 			for (slot = 0; http.attached[slot]; slot++)
 				;
 			start_transfer(conn, url, e, slot, cxt);
@@ -960,9 +1049,11 @@ coding_call_prefetch(CodingConnInfo *conn, const char *action, cJSON *body,
 	set_headers(conn);
 	ahead.active = true;
 	ahead.reserved_us = coding_ratelimit_reserve(conn->team, conn->rate_limit);
+	hold_slot(conn, ahead.reserved_us);
 	if (ahead.reserved_us <= coding_monotonic_us())
 	{
 		ahead.reserved_us = -1;
+		held_slot.at = -1;		/* used */
 		start_transfer(conn, ahead.url, &ahead.entry, 0, cxt);
 		if (stats)
 			stats->calls++;
@@ -1119,7 +1210,9 @@ coding_report_error(CodingConnInfo *conn, const char *action,
 			break;
 		case CODING_ERR_MALFORMED:
 			what = "malformed response from Coding";
-			hint = pstrdup("Check that \"api_url\" points at Coding's OpenAPI endpoint.");
+			hint = r->too_large ?
+				pstrdup("Raise coding_fdw.max_response_size if such a large answer is expected.") :
+				pstrdup("Check that \"api_url\" points at Coding's OpenAPI endpoint.");
 			break;
 		case CODING_ERR_BAD_REQUEST:
 			what = "Coding rejected the request";

@@ -118,6 +118,7 @@ typedef struct CodingResult
 	char	   *request_id;		/* Coding Response.RequestId */
 	char	   *transport_error;	/* libcurl's text, or our description */
 	bool		timed_out;		/* the network error was a timeout */
+	bool		too_large;		/* over coding_fdw.max_response_size */
 	int			curl_code;		/* libcurl's result code, 0 if none */
 	int			attempts;
 	cJSON	   *response;		/* the "Response" object on success */
@@ -166,6 +167,7 @@ extern void coding_webhook_init(void);
 extern void coding_ratelimit_init(void);
 extern bool coding_ratelimit_shared(void);
 extern int64 coding_ratelimit_reserve(const char *team, double rate);
+extern void coding_ratelimit_release(const char *team, double rate, int64 at);
 extern int64 coding_monotonic_us(void);
 
 /* ---- convert.c ---- */

@@ -595,15 +595,18 @@ exact_integer(double d)
 
 /*
  * number_text
- *		A JSON number as text: integers exactly, others in the shortest form
- *		that reads back to the same double (1.5, not 1.50000000000000000).
+ *		A JSON number as text: integers in digits (those of 2^53 and more
+ *		lose precision, as doubles, but still read into a bigint; the
+ *		shortest form would be 9.007199254740992e+15, which no integer type
+ *		accepts), others in the shortest form that reads back to the same
+ *		double (1.5, not 1.50000000000000000).
  */
 static char *
 number_text(double d)
 {
 	char	   *buf = palloc(DOUBLE_SHORTEST_DECIMAL_LEN + 1);
 
-	if (exact_integer(d))
+	if (d == floor(d) && fabs(d) < 9223372036854775808.0)
 		snprintf(buf, DOUBLE_SHORTEST_DECIMAL_LEN + 1, "%.0f", d);
 	else
 		double_to_shortest_decimal_buf(d, buf);

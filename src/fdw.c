@@ -128,6 +128,8 @@ typedef struct CodingScanState
 	PageRow    *rows;			/* the current page's rows, in page_cxt */
 	int			nrows;
 	int			pos;			/* next row to return */
+	int			described;		/* rows [0, described) had their details */
+	int			detail_chunk;	/* rows to describe next (grows) */
 	int64		project_id;		/* project_members: from DescribeProjectByName */
 
 	CodingCallStats stats;
@@ -643,8 +645,10 @@ codingGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
  *		risking a call nobody needs: a top-level query over this table
  *		alone, with no LIMIT and not read through a cursor (both give a
  *		tuple_fraction), no parameters (a rescan restarts) and no detail
- *		columns (their DescribeIssue calls run between pages).  A client
- *		that stops reading a portal early can still waste one call.
+ *		columns (their DescribeIssue calls run between pages); nor a
+ *		subquery or volatile function, which may call Coding between rows
+ *		and so abandon the page asked for.  A client that stops reading a
+ *		portal early can still waste one call.
  */
 static bool
 reads_every_page(PlannerInfo *root, RelOptInfo *baserel, ForeignPath *best_path)
@@ -655,7 +659,9 @@ reads_every_page(PlannerInfo *root, RelOptInfo *baserel, ForeignPath *best_path)
 		root->tuple_fraction <= 0 &&
 		bms_membership(root->all_baserels) == BMS_SINGLETON &&
 		best_path->path.param_info == NULL &&
-		!ps->need_detail;
+		!ps->need_detail &&
+		!root->parse->hasSubLinks &&
+		!contain_volatile_functions((Node *) root->parse->targetList);
 }
 
 /* contains_exec_param: a PARAM_EXEC (the outer row of a nested loop). */
@@ -720,6 +726,7 @@ codingBeginForeignScan(ForeignScanState *node, int eflags)
 	ss->conn = coding_get_conn_info(GetForeignServerIdByRelId(RelationGetRelid(rel)),
 									userid, RelationGetRelid(rel));
 	ss->need_detail = intVal(list_nth(plan->fdw_private, PRIV_NEED_DETAIL)) != 0;
+	ss->detail_chunk = CODING_DETAIL_CONCURRENCY;
 	ss->sort_key = strVal(list_nth(plan->fdw_private, PRIV_SORT_KEY));
 	ss->sort_desc = intVal(list_nth(plan->fdw_private, PRIV_SORT_DESC)) != 0;
 	ss->read_ahead = intVal(list_nth(plan->fdw_private, PRIV_READ_AHEAD)) != 0;
@@ -857,8 +864,11 @@ describe_project(CodingConnInfo *conn, CodingCallStats *stats)
 	{
 		CodingResult r = {0};
 
-		r.errclass = CODING_ERR_NOT_FOUND;
-		r.transport_error = "the answer has no \"Project\"";
+		/* absent or null: no such project; anything else is not an answer */
+		r.errclass = project == NULL || cJSON_IsNull(project) ?
+			CODING_ERR_NOT_FOUND : CODING_ERR_MALFORMED;
+		r.transport_error = r.errclass == CODING_ERR_NOT_FOUND ?
+			"the answer has no \"Project\"" : "the answer's \"Project\" is not an object";
 		coding_report_error(conn, "DescribeProjectByName", &r, ERROR);
 	}
 	return project;
@@ -1028,7 +1038,7 @@ fetch_page(CodingScanState *ss)
 
 	MemoryContextReset(ss->page_cxt);
 	ss->rows = NULL;
-	ss->nrows = ss->pos = 0;
+	ss->nrows = ss->pos = ss->described = 0;
 
 	if (res == CODING_RES_MEMBERS && ss->project_id < 0)
 		fetch_project_id(ss);	/* kept across pages and rescans */
@@ -1068,8 +1078,20 @@ fetch_page(CodingScanState *ss)
 			remember_total(ss->conn, ss->tinfo, total);
 	}
 
-	/* a short page is the last; so is the page the server says is last */
-	ss->last_page = count < page_size;
+	/*
+	 * A short page is the last; so is the page the server says is last.
+	 * "Short" by the page size the answer gives (Data.PageSize), where it
+	 * gives a smaller one than asked for: a server that caps its pages
+	 * would otherwise end the scan after its first page (the reference
+	 * connector reads the page size from the answer too).
+	 */
+	{
+		double		echoed = json_number(data, "PageSize", -1);
+
+		if (echoed >= 1 && echoed < page_size)
+			page_size = (int) echoed;
+	}
+	ss->last_page = count < page_size || count == 0;
 	switch (res)
 	{
 		case CODING_RES_ISSUES:
@@ -1177,20 +1199,25 @@ merge_detail(cJSON *item, cJSON *issue)
 /*
  * fetch_page_details
  *		For a page whose query reads detail columns: drop the rows the quals
- *		on list columns reject, then describe the rest in one concurrent
- *		batch.  Memory stays bounded by one page.
+ *		on list columns reject, then describe the next ones in one
+ *		concurrent batch.  A batch starts at CODING_DETAIL_CONCURRENCY rows
+ *		and doubles up to the page: a LIMIT or a cursor that stops early
+ *		(the scan is not told) pays for at most about twice the rows it
+ *		read, not for the page.  Memory stays bounded by one page.
  */
 static void
 fetch_page_details(ForeignScanState *node, CodingScanState *ss)
 {
-	double	   *codes = MemoryContextAlloc(ss->page_cxt, sizeof(double) * Max(ss->nrows, 1));
-	int		   *which = MemoryContextAlloc(ss->page_cxt, sizeof(int) * Max(ss->nrows, 1));
+	int			chunk = ss->detail_chunk;
+	double	   *codes = MemoryContextAlloc(ss->page_cxt, sizeof(double) * Max(chunk, 1));
+	int		   *which = MemoryContextAlloc(ss->page_cxt, sizeof(int) * Max(chunk, 1));
 	cJSON	  **issues;
 	MemoryContext old;
 	int			n = 0;
 	int			i;
 
-	for (i = 0; i < ss->nrows; i++)
+	ss->detail_chunk = Min(chunk * 2, Max(ss->conn->page_size, CODING_DETAIL_CONCURRENCY));
+	for (i = ss->described; i < ss->nrows && n < chunk; i++)
 	{
 		cJSON	   *code = cJSON_GetObjectItemCaseSensitive(ss->rows[i].item, "Code");
 
@@ -1210,6 +1237,7 @@ fetch_page_details(ForeignScanState *node, CodingScanState *ss)
 		}
 		MemoryContextSwitchTo(old);
 	}
+	ss->described = i;
 	MemoryContextReset(ss->row_cxt);
 
 	old = MemoryContextSwitchTo(ss->page_cxt);
@@ -1246,7 +1274,7 @@ fetch_key_chunk(CodingScanState *ss)
 	}
 	issues = describe_issues(ss, codes, n);
 	ss->rows = palloc(sizeof(PageRow) * Max(n, 1));
-	ss->nrows = ss->pos = 0;
+	ss->nrows = ss->pos = ss->described = 0;
 	for (i = 0; i < n; i++)
 	{
 		cJSON	   *type;
@@ -1305,8 +1333,8 @@ list_qual_passes(ForeignScanState *node, CodingScanState *ss, cJSON *item)
  * codingIterateForeignScan
  *		Return the next row of the current page, fetching the next page (or
  *		chunk of looked-up codes) when it is used up.  With detail columns,
- *		a page's rows are described in one concurrent batch, except those
- *		the quals on list columns already reject.
+ *		a page's rows are described in concurrent batches as they are
+ *		reached, except those the quals on list columns already reject.
  */
 static TupleTableSlot *
 codingIterateForeignScan(ForeignScanState *node)
@@ -1329,6 +1357,8 @@ codingIterateForeignScan(ForeignScanState *node)
 			coding_call_poll();
 		if (ss->pos < ss->nrows)
 		{
+			if (ss->need_detail && !ss->request.key_lookup && ss->pos >= ss->described)
+				fetch_page_details(node, ss);
 			row = &ss->rows[ss->pos++];
 			if (row->full != NULL)
 				break;
@@ -1344,11 +1374,7 @@ codingIterateForeignScan(ForeignScanState *node)
 		if (ss->request.key_lookup)
 			fetch_key_chunk(ss);
 		else
-		{
-			fetch_page(ss);
-			if (ss->need_detail)
-				fetch_page_details(node, ss);
-		}
+			fetch_page(ss);	/* details are fetched as its rows are reached */
 	}
 
 	MemoryContextReset(ss->row_cxt);
@@ -1375,10 +1401,11 @@ codingReScanForeignScan(ForeignScanState *node)
 	MemoryContextReset(ss->row_cxt);
 	MemoryContextReset(ss->ahead_cxt);	/* abandons a page asked for ahead */
 	ss->rows = NULL;
-	ss->nrows = ss->pos = 0;
+	ss->nrows = ss->pos = ss->described = 0;
 	ss->page_number = 1;
 	ss->last_page = false;
 	ss->request_ready = false;
+	ss->detail_chunk = CODING_DETAIL_CONCURRENCY;
 }
 
 /* codingEndForeignScan: free the request, page and row memory. */

@@ -568,6 +568,28 @@ may_hold_nul(const char *data, size_t len)
 	return false;
 }
 
+/* coding_json_holds_nul (json_fast.h): may_hold_nul, exactly */
+extern "C" bool
+coding_json_holds_nul(const char *data, size_t len)
+{
+	const char *p = data;
+	const char *end = data + len;
+
+	if (memchr(data, '\0', len) != nullptr)
+		return true;
+	while ((p = static_cast<const char *>(memchr(p, '\\', end - p))) != nullptr)
+	{
+		const char *run = p;
+
+		/* a run of backslashes: pairs are literal backslashes */
+		while (p < end && *p == '\\')
+			p++;
+		if ((p - run) % 2 == 1 && end - p >= 5 && memcmp(p, "u0000", 5) == 0)
+			return true;
+	}
+	return false;
+}
+
 /*
  * coding_json_parse_fast
  *		The cJSON tree of data[0..len), or NULL when simdjson does not accept
@@ -575,7 +597,7 @@ may_hold_nul(const char *data, size_t len)
  */
 extern "C" cJSON *
 coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc,
-					   const CodingJsonRowFilter *filter)
+					   const CodingJsonRowFilter *filter, bool *holds_nul)
 {
 	cJSON	   *root = nullptr;
 	bool		own_parser = filter != nullptr && filter->doc != nullptr;
@@ -606,10 +628,14 @@ coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc,
 
 			/* strings hold a NUL only from a raw NUL byte or a \u0000 escape */
 			arena.may_have_nul = may_hold_nul(data, len);
+			if (arena.may_have_nul && coding_json_holds_nul(data, len))
+				*holds_nul = true;	/* refused whole, as by cJSON's caller */
+			else
+			{
+				Filter		rows(filter);
 
-			Filter		rows(filter);
-
-			root = build(doc, arena, &rows, rows.ready() ? 0 : LEVEL_ALL);
+				root = build(doc, arena, &rows, rows.ready() ? 0 : LEVEL_ALL);
+			}
 		}
 	}
 	catch (...)

@@ -24,7 +24,7 @@
 PG_MODULE_MAGIC;
 
 /* GUC: the largest response body accepted, in bytes. */
-int			coding_max_response_size = 64 * 1024 * 1024;
+int			coding_max_response_size = 16 * 1024 * 1024;
 
 /* Kinds of value checks an option gets. */
 typedef enum OptionCheck
@@ -127,6 +127,22 @@ parse_int_option(const char *value, long *result)
 	while (*end == ' ')
 		end++;
 	return errno == 0 && end != value && *end == '\0';
+}
+
+/* option_value: the value of option "name" in a DefElem list, or NULL. */
+static char *
+option_value(List *options, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, name) == 0)
+			return defGetString(def);
+	}
+	return NULL;
 }
 
 /*
@@ -323,25 +339,19 @@ coding_fdw_validator(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 				 errmsg("required option \"resource\" is missing"),
 				 errhint("Valid values are: %s.", words_list(resources))));
+	/* the table's options come together: one that only issues read */
+	if (catalog == ForeignTableRelationId &&
+		option_value(options, "issue_type") != NULL &&
+		strcmp(option_value(options, "resource"), "issues") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"issue_type\" is only valid for resource 'issues'"),
+				 errhint("Drop it, or use OPTIONS (resource 'issues', issue_type '%s').",
+						 option_value(options, "issue_type"))));
 
 	PG_RETURN_VOID();
 }
 
-/* option_value: the value of option "name" in a DefElem list, or NULL. */
-static char *
-option_value(List *options, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, options)
-	{
-		DefElem    *def = (DefElem *) lfirst(lc);
-
-		if (strcmp(def->defname, name) == 0)
-			return defGetString(def);
-	}
-	return NULL;
-}
 
 /*
  * user_mapping_options
@@ -497,9 +507,9 @@ _PG_init(void)
 {
 	DefineCustomIntVariable("coding_fdw.max_response_size",
 							"Largest Coding API response body accepted.",
-							"A larger response is an error, so a broken or hostile endpoint cannot exhaust memory.",
+							"A larger response is an error, which bounds what a broken or hostile endpoint can make a backend allocate: parsing takes about 17 times an answer's size, and a jsonb column made of millions of tiny values about 100 times.",
 							&coding_max_response_size,
-							64 * 1024 * 1024, 1024, INT_MAX,
+							16 * 1024 * 1024, 1024, INT_MAX,
 							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("coding_fdw.enable_pushdown",

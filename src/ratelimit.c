@@ -175,3 +175,36 @@ coding_ratelimit_reserve(const char *team, double rate)
 	slot->next_us = at + interval;
 	return at;
 }
+
+/*
+ * coding_ratelimit_release
+ *		Give back a send time that coding_ratelimit_reserve returned and that
+ *		was never used (the call was cancelled or abandoned while it waited
+ *		for it), if no later reservation followed it: otherwise every
+ *		cancelled wait would push the team's schedule further out, and a
+ *		client retrying on statement_timeout would starve every backend and
+ *		the sync worker.  A time others have reserved past stays taken.
+ */
+void
+coding_ratelimit_release(const char *team, double rate, int64 at)
+{
+	int64		interval;
+	RateSlot   *slot;
+
+	if (rate <= 0 || at < 0)
+		return;
+	interval = (int64) (1000000.0 * RATE_HEADROOM / rate);
+	if (rate_shared)
+	{
+		SpinLockAcquire(&rate_shared->lock);
+		slot = take_slot(rate_shared->slots, team);
+		if (slot && slot->next_us == at + interval)
+			slot->next_us = at;
+		SpinLockRelease(&rate_shared->lock);
+		if (slot)
+			return;
+	}
+	if (rate_local && (slot = take_slot(rate_local, team)) != NULL &&
+		slot->next_us == at + interval)
+		slot->next_us = at;
+}

@@ -38,7 +38,8 @@ Control endpoints (no auth, JSON in and out, never rate limited, never logged):
     GET|DELETE /_sim/webhook/deliveries          delivery attempts
     Fault types: http_500 http_502 http_429 rate_limited auth_failure error delay
     stall_mid_body truncated_json invalid_json wrong_types huge_body drop_connection
-    raw_body (HTTP 200 with "body" (text) or "body_b64" (bytes) as given: for fuzzing)
+    raw_body (HTTP "status" (default 200) with "body" (text) or "body_b64" (bytes) as given:
+              for fuzzing, and for gateways answering without Coding's envelope)
     chunked (the normal answer with Transfer-Encoding: chunked, no Content-Length,
     in "chunk" bytes a chunk, default 4096)
 
@@ -2094,6 +2095,9 @@ class FaultQueue:
                     raise ControlError(400, "raw_body body_b64 must be base64") from None
             elif not isinstance(f.get("body"), str):
                 raise ControlError(400, "raw_body needs a \"body\" string or \"body_b64\"")
+        if "status" in f and (isinstance(f["status"], bool) or not isinstance(f["status"], int)
+                              or not 200 <= f["status"] <= 599):
+            raise ControlError(400, "fault status must be an HTTP status (200-599)")
         for k in ("seconds", "mb", "retry_after"):
             if k in f and (isinstance(f[k], bool) or not isinstance(f[k], (int, float)) or f[k] < 0):
                 raise ControlError(400, f"fault {k} must be a non-negative number")
@@ -2873,7 +2877,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, b'{"Response": not json')
             return
         if ftype == "raw_body":
-            self._send(200, base64.b64decode(fault["body_b64"]) if "body_b64" in fault
+            self._send(fault.get("status", 200), base64.b64decode(fault["body_b64"]) if "body_b64" in fault
                        else fault["body"].encode("utf-8"))
             return
         if ftype == "drop_connection":

@@ -70,6 +70,34 @@ def main():
                       "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%scan-under-test%%' "
                       "AND query NOT LIKE '%%pg_stat_activity%%'", db=DB) == "0",
                       10, "the terminated backend to exit"))
+
+        def cancelled_waits_give_back():
+            # rate_limit 0.5: one send every 2.04 s.  Five queries that time
+            # out while waiting for their send time must give it back: the
+            # next query is sent 2.04 s after the first, not after 12 s
+            # (each cancelled wait used to keep its time, pushing the
+            # schedule out for every backend and the worker)
+            psql("ALTER SERVER coding OPTIONS (SET rate_limit '0.5')", db=DB)
+            try:
+                sim.call("DELETE", "/_sim/log")
+                out = subprocess.run(
+                    ["psql", "-X", "-A", "-t", "-q", "-d", DB],
+                    input="SELECT count(*) > 0 FROM coding.iterations;\n"
+                          "SET statement_timeout = '150ms';\n"
+                          + "SELECT count(*) FROM coding.iterations;\n" * 5
+                          + "RESET statement_timeout;\nSELECT count(*) > 0 FROM coding.iterations;\n",
+                    capture_output=True, text=True, timeout=60)
+                assert out.stdout.split() == ["t", "t"], (out.stdout, out.stderr)
+                assert out.stderr.count("canceling statement due to statement timeout") == 5, out.stderr
+                sent = [e["ts"] for e in sim.call("GET", "/_sim/log?action=DescribeIterationList")["requests"]]
+                assert len(sent) == 2, sent
+                gap = sent[1] - sent[0]
+                print("     the query after five cancelled waits was sent %.2f s after the first" % gap)
+                assert gap < 4.0, "sent %.1f s after the first: the cancelled waits kept their times" % gap
+            finally:
+                psql("ALTER SERVER coding OPTIONS (SET rate_limit '100000')", db=DB)
+        res.check("queries cancelled while waiting for the rate limit give their send times back",
+                  cancelled_waits_give_back)
     res.finish()
 
 

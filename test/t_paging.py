@@ -145,6 +145,44 @@ def main():
             assert pages == list(range(1, 11)), pages
         res.check("LIMIT 5 with a local-only filter matching nothing: all 10 pages", limit_local_filter)
 
+        def limit_details():
+            # the scan is not told about a LIMIT or a cursor's FETCH: the
+            # page's rows are described in batches of 8, 16, 32, ... as they
+            # are reached, so 3 rows cost 1 list call and 8 DescribeIssue,
+            # not the page's 100 (all 100 for a full read, as before)
+            def described():
+                return sim.call("GET", "/_sim/log/count?action=DescribeIssue")["count"]
+            clear()
+            out = psql("SELECT code, watchers IS NOT NULL FROM p1000.issues LIMIT 3", db=DB)
+            assert out.split("\n") == ["1|t", "2|t", "3|t"], out
+            assert (list_calls(), described()) == (1, 8), (list_calls(), described())
+            clear()
+            out = psql("BEGIN; DECLARE c CURSOR FOR SELECT code, watchers FROM p1000.issues; "
+                       "FETCH 10 FROM c; COMMIT", db=DB)
+            assert len(out.split("\n")) == 10, out
+            assert (list_calls(), described()) == (1, 24), (list_calls(), described())
+            clear()
+            assert psql("SELECT count(watchers) FROM p1000.issues WHERE code <= 150", db=DB) == "150"
+            assert described() == 150, described()
+        res.check("LIMIT 3 / FETCH 10 with a detail column: 8 / 24 DescribeIssue, not the page's 100",
+                  limit_details)
+
+        def capped_pages():
+            # a server that caps its pages says so in Data.PageSize: pages of
+            # 2 when 100 were asked for are not "short", the third (1) is
+            clear()
+            for page, codes in ((1, (1, 2)), (2, (3, 4)), (3, (5,))):
+                rows = ",".join('{"Code":%d,"Name":"n%d"}' % (c, c) for c in codes)
+                sim.fault(type="raw_body", action=LIST, count=1,
+                          body='{"Response":{"Data":{"PageNumber":%d,"PageSize":2,"TotalPage":3,'
+                               '"TotalCount":5,"List":[%s]},"RequestId":"capped"}}' % (page, rows))
+            out = psql("SELECT string_agg(code::text, ',' ORDER BY code) FROM p1000.issues", db=DB)
+            assert out == "1,2,3,4,5", out
+            assert list_calls() == 3, "%d list calls" % list_calls()
+            sim.call("DELETE", "/_sim/faults")
+        res.check("pages capped by the server (Data.PageSize 2 < 100 asked): 2+2+1 rows, all read",
+                  capped_pages)
+
         # ---- reading ahead: only when every page will be read ------------------
 
         def list_pages():
@@ -178,7 +216,12 @@ def main():
                 ("a join (every page of both, once)",
                  "SELECT count(*) FROM p1000.issues a JOIN p1000.issues b ON a.name = b.name",
                  list(range(1, 11)) * 2),
-                ("detail columns", "SELECT count(epic) FROM (SELECT epic FROM p1000.issues LIMIT 3) x", [1])):
+                ("detail columns", "SELECT count(epic) FROM (SELECT epic FROM p1000.issues LIMIT 3) x", [1]),
+                # a subquery that calls Coding between rows would abandon the
+                # page asked for ahead (page 2 was asked for twice)
+                ("a subquery calling Coding between rows",
+                 "SELECT count(x) FROM (SELECT code + (SELECT count(*) FROM p1000.issues WHERE code = 1) AS x "
+                 "FROM p1000.issues) s", list(range(1, 11)))):
             res.check("no call nobody needed: %s asks for pages %s" % (what, want),
                       no_wasted_call(sql, want))
 
