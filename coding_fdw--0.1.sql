@@ -163,6 +163,9 @@ BEGIN
     SELECT * INTO s FROM coding_fdw.subscription su
      WHERE su.server_name = server AND NOT EXISTS (SELECT 1 FROM pg_foreign_server WHERE oid = su.server_oid);
   END IF;
+  IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM pg_foreign_server WHERE srvname = server) THEN
+    RAISE EXCEPTION 'server "%" does not exist', server USING ERRCODE = 'undefined_object';
+  END IF;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'server "%" has no subscription', server
       USING ERRCODE = 'undefined_object',
@@ -227,6 +230,27 @@ BEGIN
       USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Add to postgresql.conf: shared_preload_libraries = ''coding_fdw'' and coding_fdw.database = '''
                    || current_database() || ''', then restart the server.';
+  END IF;
+  -- a subscription follows the server's project (the foreign tables'
+  -- own "project" options do not name one for the server)
+  IF NOT EXISTS (SELECT 1 FROM pg_foreign_server, unnest(srvoptions) o
+                  WHERE oid = srv AND o LIKE 'project=_%') THEN
+    RAISE EXCEPTION 'server "%" has no "project" option', server
+      USING ERRCODE = 'fdw_option_name_not_found',
+            HINT = format('A subscription follows the server''s project: ALTER SERVER %I OPTIONS (ADD project ''NAME'').', server);
+  END IF;
+  IF into_schema IN ('coding_fdw', 'pg_catalog', 'information_schema') OR into_schema LIKE 'pg\_%'
+     OR into_schema LIKE 'coding\_fdw\_src\_%' THEN
+    RAISE EXCEPTION 'schema "%" cannot hold synced tables', into_schema
+      USING ERRCODE = 'invalid_schema_name', HINT = 'Choose a schema of your own.';
+  END IF;
+  -- the tables a stopped subscription left (sync_stop keeps them) are not
+  -- taken over: their rows may be stale, and the worker trusts its own
+  IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = into_schema AND c.relname IN ('issues', 'iterations', 'project_members')) THEN
+    RAISE EXCEPTION 'schema "%" already has a table issues, iterations or project_members', into_schema
+      USING ERRCODE = 'duplicate_table',
+            HINT = 'Sync into another schema, or drop those tables first (sync_stop(server, drop_tables => true) drops a subscription''s own).';
   END IF;
   IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = into_schema) IS NOT TRUE THEN
     EXECUTE format('CREATE SCHEMA %I', into_schema);
@@ -375,6 +399,34 @@ BEGIN
   DELETE FROM coding_fdw.tombstone WHERE server_oid = s.server_oid;
   PERFORM coding_fdw.wake_worker();
 END $$;
+
+-- A dropped server (DROP SERVER ... CASCADE, DROP OWNED) ends its
+-- subscription as sync_stop does, keeping the synced tables: the worker
+-- would otherwise fail on the dropped foreign tables for good, and the
+-- listener keep storing events for a subscription nobody can stop.
+CREATE FUNCTION _server_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+DECLARE
+  gone oid[];
+  srv oid;
+BEGIN
+  gone := ARRAY(SELECT d.objid FROM pg_event_trigger_dropped_objects() d
+                 WHERE d.classid = 'pg_catalog.pg_foreign_server'::regclass
+                   AND d.objid IN (SELECT server_oid FROM coding_fdw.subscription));
+  FOREACH srv IN ARRAY gone LOOP
+    EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', format('coding_fdw_src_%s', srv));
+    DELETE FROM coding_fdw.subscription WHERE server_oid = srv;
+    DELETE FROM coding_fdw.webhook_event WHERE server_oid = srv;
+    DELETE FROM coding_fdw.webhook_counts WHERE server_oid = srv;
+    DELETE FROM coding_fdw.tombstone WHERE server_oid = srv;
+  END LOOP;
+  IF cardinality(gone) > 0 THEN
+    PERFORM coding_fdw.wake_worker();
+  END IF;
+END $$;
+CREATE EVENT TRIGGER coding_fdw_server_dropped ON sql_drop
+  WHEN TAG IN ('DROP SERVER', 'DROP FOREIGN DATA WRAPPER', 'DROP OWNED')
+  EXECUTE FUNCTION _server_dropped();
 
 -- ----- tombstones (private; reached through these two functions) -----
 
@@ -622,9 +674,16 @@ $$;
 -- A failed sync: keep tables and cursor as they were, say why, retry soon.
 CREATE FUNCTION _failed(srv oid, message text) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+  -- the retry waits poll_interval (at most 30 s), twice as long after each
+  -- further failure, up to 10 minutes: a sync that fails on a missing
+  -- permission after its DescribeIssue calls must not spend the team's
+  -- rate limit every 30 s (sync_now retries at once)
   UPDATE coding_fdw.subscription
      SET state = 'error', last_error = message, last_error_at = now(),
-         next_poll = now() + least(poll_interval, interval '30 seconds')
+         next_poll = now() + least(greatest(
+                       CASE WHEN state = 'error' AND next_poll > last_error_at
+                            THEN (next_poll - last_error_at) * 2 END,
+                       least(poll_interval, interval '30 seconds')), interval '10 minutes')
    WHERE server_oid = srv AND coding_fdw._owns(srv)
 $$;
 
@@ -655,7 +714,9 @@ BEGIN
   reconcile := is_full OR s.last_reconcile IS NULL
                OR now() - s.last_reconcile >= s.reconcile_interval;
   source := CASE WHEN is_full THEN 'full' ELSE 'poll' END;
-  FOREACH tbl IN ARRAY ARRAY['issues', 'iterations', 'project_members'] LOOP
+  -- the cheap tables first: a token that may not read them fails before
+  -- the issues' pages and DescribeIssue calls, not after
+  FOREACH tbl IN ARRAY ARRAY['iterations', 'project_members', 'issues'] LOOP
     SELECT * INTO r FROM coding_fdw._apply(
       srv, s.source_schema, s.into_schema, tbl, source,
       CASE WHEN tbl = 'issues' AND NOT is_full THEN s.issues_cursor - interval '1 day' END,
@@ -818,7 +879,11 @@ BEGIN
          src AS (SELECT l.code, l.it,
                         (SELECT jsonb_object_agg(m.api, CASE WHEN m.uid THEN to_jsonb(coding_fdw._uid(l.it->m.k)) ELSE l.it->m.k END)
                            FROM (VALUES (''title'', ''Name'', false), (''goal'', ''Goal'', false), (''status'', ''Status'', false), (''start_at'', ''StartAt'', false), (''end_at'', ''EndAt'', false), (''created_at'', ''CreatedAt'', false), (''updated_at'', ''UpdatedAt'', false), (''assignee'', ''Assignee'', true), (''creator'', ''Creator'', true), (''starter'', ''Starter'', true), (''completer'', ''Completer'', true), (''deleter'', ''Deleter'', true), (''wait_process_count'', ''WaitProcessCount'', false), (''processing_count'', ''ProcessingCount'', false), (''completed_count'', ''CompletedCount'', false), (''completed_percent'', ''CompletedPercent'', false)) m(k, api, uid) WHERE l.it ? m.k)
-                        || jsonb_build_object(''Code'', l.code) AS raw
+                        || jsonb_build_object(''Code'', l.code)
+                        -- Coding leaves an unset assignee out of a whole
+                        -- iteration (one with its creator): that is Assignee 0
+                        || CASE WHEN l.it ? ''creator'' AND NOT l.it ? ''assignee''
+                                THEN jsonb_build_object(''Assignee'', 0) ELSE ''{}'' END AS raw
                    FROM last l
                   WHERE l.ev <> ''ITERATION_DELETED''
                     AND NOT EXISTS (SELECT 1 FROM t WHERE t.key = l.code
@@ -989,6 +1054,7 @@ DECLARE
   r record;
   res text;
   msg text;
+  det text;              -- an error's detail (Coding's code, RequestId)
   counts jsonb := '{}';       -- table -> [inserted, updated, deleted]
   k text;
 BEGIN
@@ -1057,7 +1123,8 @@ BEGIN
           coalesce((counts->tbl->>2)::bigint, 0) + (res = 'delete')::int]));
       END IF;
     EXCEPTION WHEN OTHERS THEN
-      GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+      GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+        msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
       ids := ids || ev.id;
       outcomes := outcomes || 'failed'::text;
       errors := errors || msg;
@@ -1092,7 +1159,8 @@ BEGIN
               coalesce((counts->'iterations'->>2)::bigint, 0) + (res = 'delete')::int]));
           END IF;
         EXCEPTION WHEN OTHERS THEN
-          GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+          GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+        msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
           ids := ids || it_ids[i];
           outcomes := outcomes || 'failed'::text;
           errors := errors || msg;
@@ -1137,7 +1205,8 @@ BEGIN
         END IF;
         msg := NULL;
       EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+        msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
       END;
       picked := ARRAY(SELECT i FROM unnest(issue_ids, issue_codes) u(i, c) WHERE c = ANY(refresh));
       ids := ids || picked;
@@ -1176,7 +1245,8 @@ BEGIN
             + coding_fdw._refresh_details(s.source_schema, s.into_schema, 'webhook', related),
           coalesce((counts->'issues'->>2)::bigint, 0)]));
       EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+        msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
         FOR i IN 1 .. cardinality(ids) LOOP
           IF ids[i] = ANY(issue_ids) AND outcomes[i] = 'applied' THEN
             outcomes[i] := 'failed';
@@ -1265,18 +1335,30 @@ SELECT coding_fdw._server_name(s.server_oid, s.server_name) AS server, e.deliver
 GRANT SELECT ON webhook_dead_letter TO PUBLIC;
 
 -- Put a dead letter back in the inbox (attempts start again).
-CREATE FUNCTION replay(delivery text) RETURNS void
+-- A delivery id is Coding's, so two subscriptions may each hold one with
+-- the same id: then the server must be named.
+CREATE FUNCTION replay(delivery text, server name DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   n bigint;
+  mine bigint[];
 BEGIN
-  -- each revived event takes one off its own subscription's dead count
+  mine := ARRAY(SELECT e.id FROM coding_fdw.webhook_event e
+                 WHERE e.delivery = replay.delivery AND e.state = 'dead'
+                   AND (replay.server IS NULL OR e.server_oid =
+                        (SELECT oid FROM pg_foreign_server WHERE srvname = replay.server))
+                   AND e.server_oid IN (SELECT server_oid FROM coding_fdw.subscription
+                                         WHERE pg_has_role(coding_fdw._acting_role(), owner_oid, 'USAGE')));
+  IF cardinality(mine) > 1 THEN
+    RAISE EXCEPTION 'delivery "%" is a dead letter of more than one subscription', delivery
+      USING ERRCODE = 'ambiguous_parameter',
+            HINT = 'Name the server: coding_fdw.replay(delivery, server).';
+  END IF;
+  -- the revived event takes one off its own subscription's dead count
   WITH revived AS (
     UPDATE coding_fdw.webhook_event e
        SET state = 'pending', attempts = 0, next_attempt = '-infinity', done_at = NULL
-     WHERE e.delivery = replay.delivery AND e.state = 'dead'
-       AND e.server_oid IN (SELECT server_oid FROM coding_fdw.subscription
-                             WHERE pg_has_role(coding_fdw._acting_role(), owner_oid, 'USAGE'))
+     WHERE e.id = ANY (mine) AND e.state = 'dead'
     RETURNING e.server_oid),
        counted AS (
     UPDATE coding_fdw.webhook_counts c SET dead = c.dead - r.k
@@ -1305,7 +1387,13 @@ BEGIN
       USING HINT = 'Set coding_fdw.webhook_listen_address in postgresql.conf and reload.';
   END IF;
   IF base = '' THEN
-    base := format('http://%s:%s', CASE WHEN addr IN ('', '*', '0.0.0.0', '::') THEN 'localhost' ELSE addr END,
+    IF addr IN ('*', '0.0.0.0', '::') THEN
+      RAISE NOTICE 'the Service URL names localhost, which Coding cannot reach'
+        USING HINT = 'Set coding_fdw.webhook_public_url to the address Coding reaches the listener by.';
+    END IF;
+    base := format('http://%s:%s', CASE WHEN addr IN ('', '*', '0.0.0.0', '::') THEN 'localhost'
+                                        WHEN addr LIKE '%:%' THEN '[' || addr || ']'   -- IPv6
+                                        ELSE addr END,
                    current_setting('coding_fdw.webhook_port', true));
   END IF;
   RETURN rtrim(base, '/') || '/coding_fdw/webhook/' || s.webhook_key;

@@ -1052,6 +1052,34 @@ coding_webhook_listener_main(Datum arg)
 }
 
 /*
+ * check_public_url
+ *		GUC check hook of coding_fdw.webhook_public_url: empty, or an http(s)
+ *		URL without spaces or control characters, since webhook_url() hands
+ *		it to Coding as the start of the Service URL.
+ */
+static bool
+check_public_url(char **newval, void **extra, GucSource source)
+{
+	const char *v = *newval;
+	const char *p;
+
+	if (v == NULL || v[0] == '\0')
+		return true;
+	if (pg_strncasecmp(v, "http://", 7) != 0 && pg_strncasecmp(v, "https://", 8) != 0)
+	{
+		GUC_check_errdetail("The URL must start with http:// or https://, as https://pg.example.com:8808.");
+		return false;
+	}
+	for (p = v; *p; p++)
+		if ((unsigned char) *p <= ' ' || *p == 0x7f)
+		{
+			GUC_check_errdetail("The URL must not contain spaces or control characters.");
+			return false;
+		}
+	return true;
+}
+
+/*
  * coding_webhook_init
  *		From _PG_init: the listener's GUCs and, when preloaded, the worker.
  */
@@ -1070,7 +1098,7 @@ coding_webhook_init(void)
 							   "Base URL under which Coding reaches the listener (used by webhook_url()).",
 							   "Empty means http://{webhook_listen_address}:{webhook_port}.",
 							   &coding_webhook_public_url, "",
-							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+							   PGC_SIGHUP, 0, check_public_url, NULL, NULL);
 	DefineCustomIntVariable("coding_fdw.webhook_max_body",
 							"Largest webhook body accepted; a larger one is answered 413.",
 							NULL, &coding_webhook_max_body, 1024 * 1024, 1024, 64 * 1024 * 1024,

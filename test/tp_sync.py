@@ -53,7 +53,8 @@ def wait_for_sync(server, timeout="60 s"):
 def main():
     res = Results()
     sim = Sim("--team", "acme", "--project", "backend:700", "--project", "mobile:40",
-              "--project", "big:20000", "--token", "secret-token", "--seed", "9")
+              "--project", "big:20000", "--token", "secret-token", "--seed", "9",
+              "--limited-token", "limited:issues")
     try:
         q("DROP EXTENSION IF EXISTS coding_fdw CASCADE")
         q("CREATE EXTENSION coding_fdw")
@@ -104,6 +105,69 @@ def main():
             assert q("SELECT count(*) FROM coding_fdw.sync_status WHERE server = 'coding'") == "3"
         res.check("a second sync_start for the same server: 42710 with a hint, nothing created",
                   second_start)
+
+        def start_refusals():
+            # each refused before anything is created, with what to do
+            q("CREATE SERVER noproj FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', api_url '%s'); "
+              "CREATE SCHEMA taken; CREATE TABLE taken.iterations (x int)" % sim.url)
+            try:
+                for sql, want in (
+                        ("SELECT coding_fdw.sync_start('noproj', 'np')",
+                         'ERROR:  HV00J: server "noproj" has no "project" option\n'
+                         "HINT:  A subscription follows the server's project: "
+                         "ALTER SERVER noproj OPTIONS (ADD project 'NAME')."),
+                        ("SELECT coding_fdw.sync_start('mob', 'coding_fdw')",
+                         'ERROR:  3F000: schema "coding_fdw" cannot hold synced tables\n'
+                         "HINT:  Choose a schema of your own."),
+                        ("SELECT coding_fdw.sync_start('mob', 'taken')",
+                         'ERROR:  42P07: schema "taken" already has a table issues, iterations or '
+                         "project_members\nHINT:  Sync into another schema, or drop those tables first "
+                         "(sync_stop(server, drop_tables => true) drops a subscription's own).")):
+                    r = subprocess.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-d", DB, "-c", sql],
+                                       capture_output=True, text=True, timeout=60)
+                    assert r.returncode != 0 and want in r.stderr, (sql, r.stderr)
+                assert q("SELECT count(*) FROM pg_namespace WHERE nspname = 'np' OR nspname IN "
+                         "(SELECT format('coding_fdw_src_%s', oid) FROM pg_foreign_server "
+                         "WHERE srvname IN ('noproj', 'mob'))") == "0"
+                assert q("SELECT count(*) FROM pg_tables WHERE schemaname IN ('taken', 'coding_fdw') "
+                         "AND tablename IN ('issues', 'project_members')") == "0"
+                assert q("SELECT count(*) FROM coding_fdw.sync_status WHERE server IN ('noproj', 'mob')") == "0"
+            finally:
+                q("DROP SERVER noproj; DROP SCHEMA taken CASCADE")
+        res.check("sync_start refuses a server without project, the extension's schema and taken tables",
+                  start_refusals)
+
+        def cheap_failure():
+            # a token that may read issues but not iterations: the sync
+            # fails on the iterations, before any issue page or DescribeIssue
+            # (it used to read every issue first, and again every 30 s);
+            # each further failure waits twice as long
+            q("CREATE SERVER lim FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', project 'mobile', "
+              "api_url '%s', rate_limit '100000'); "
+              "CREATE USER MAPPING FOR CURRENT_USER SERVER lim OPTIONS (token 'limited')" % sim.url)
+            try:
+                sim.call("DELETE", "/_sim/log")
+                q("SELECT coding_fdw.sync_start('lim', 'lim_mirror', poll_interval => '1 s')")
+                first = wait_until(lambda: q("SELECT last_error_at FROM coding_fdw.sync_status "
+                                             "WHERE server = 'lim' AND table_name = 'issues' AND state = 'error'"),
+                                   30, "the failure in sync_status")
+                second = wait_until(lambda: (lambda t: t if t and t != first else None)(
+                    q("SELECT last_error_at FROM coding_fdw.sync_status WHERE server = 'lim' "
+                      "AND table_name = 'issues'")), 30, "a second failure")
+                wait = float(q("SELECT extract(epoch FROM next_poll - last_error_at) FROM coding_fdw.sync_status "
+                               "WHERE server = 'lim' AND table_name = 'issues'"))
+                assert 1.5 <= wait <= 2.5, "the second retry waits %.2f s, not 2 s" % wait
+                mobile = [e["action"] for e in sim.call("GET", "/_sim/log")["requests"]
+                          if isinstance(e.get("body"), dict) and e["body"].get("ProjectName") == "mobile"]
+                assert "DescribeIterationList" in mobile, mobile
+                assert not {"DescribeIssue", "DescribeIssueListWithPage"} & set(mobile), mobile
+                assert "permission" in q("SELECT last_error FROM coding_fdw.sync_status "
+                                         "WHERE server = 'lim' AND table_name = 'issues'")
+            finally:
+                q("SELECT coding_fdw.sync_stop('lim', drop_tables => true) FROM coding_fdw.sync_status "
+                  "WHERE server = 'lim' LIMIT 1; DROP SCHEMA IF EXISTS lim_mirror CASCADE; DROP SERVER lim CASCADE")
+        res.check("a sync the token cannot read fails on the cheap tables first, retries back off",
+                  cheap_failure)
 
         def deltas():
             before = status("coding", "issues")
@@ -347,11 +411,31 @@ def main():
                 assert q("SELECT string_agg(DISTINCT server, ',') FROM coding_fdw.sync_status "
                          "WHERE server LIKE 'mob%'") == "mob_renamed"
                 r = psql("SELECT coding_fdw.sync_now('mob')", db=DB, check=False)
-                assert 'server "mob" has no subscription' in r.stderr, r.stderr
+                assert 'ERROR:  server "mob" does not exist' in r.stderr, r.stderr
             finally:
                 q("ALTER SERVER mob_renamed RENAME TO mob")
             assert wait_for_sync("mob")
         res.check("a renamed server keeps its subscription under its new name", rename)
+
+        def dropped_server():
+            # DROP SERVER ... CASCADE ends the subscription (its tables stay);
+            # the worker used to fail on it for good
+            q("CREATE SERVER gone FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', project 'mobile', "
+              "api_url '%s', rate_limit '100000'); "
+              "CREATE USER MAPPING FOR CURRENT_USER SERVER gone OPTIONS (token 'secret-token'); "
+              "SELECT coding_fdw.sync_start('gone', 'gone_mirror', details => false)" % sim.url)
+            assert wait_for_sync("gone")
+            src = "coding_fdw_src_" + q("SELECT oid FROM pg_foreign_server WHERE srvname = 'gone'")
+            rows = q("SELECT count(*) FROM gone_mirror.issues")
+            q("DROP SERVER gone CASCADE")
+            assert q("SELECT count(*) FROM coding_fdw.sync_status WHERE server = 'gone'") == "0"
+            assert q("SELECT count(*) FROM pg_namespace WHERE nspname = '%s'" % src) == "0"
+            assert q("SELECT count(*) FROM gone_mirror.issues") == rows != "0"
+            q("SELECT coding_fdw.sync_now('coding')")
+            assert wait_for_sync("coding"), "the worker stopped serving"
+            assert q("SELECT count(*) FROM coding_fdw.sync_status WHERE state = 'error'") == "0"
+            q("DROP SCHEMA gone_mirror CASCADE")
+        res.check("DROP SERVER ... CASCADE ends its subscription, keeps its tables", dropped_server)
 
         def stop():
             kept = q("SELECT count(*) FROM mobile_mirror.issues")
@@ -362,6 +446,8 @@ def main():
             assert q("SELECT to_regclass('mirror.issues') IS NULL") == "t"
             r = psql("SELECT coding_fdw.sync_now('coding')", db=DB, check=False)
             assert "server \"coding\" has no subscription" in r.stderr, r.stderr
+            r = psql("SELECT coding_fdw.wait_for_sync('nosuch')", db=DB, check=False)
+            assert 'ERROR:  server "nosuch" does not exist' in r.stderr and "HINT" not in r.stderr, r.stderr
         res.check("sync_stop ends a subscription; tables stay unless asked", stop)
 
         def set_role():

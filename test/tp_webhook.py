@@ -215,6 +215,32 @@ def main():
             q("ALTER SYSTEM RESET coding_fdw.webhook_public_url")
             q("SELECT pg_reload_conf()")
             wait_until(lambda: q("SELECT coding_fdw.webhook_url('coding')") == url, 10, "the default base again")
+            # a base Coding could not use is refused where it is set
+            r = psql("ALTER SYSTEM SET coding_fdw.webhook_public_url = 'pg.example.com'", db=DB, check=False)
+            assert ('ERROR:  invalid value for parameter "coding_fdw.webhook_public_url": "pg.example.com"\n'
+                    "DETAIL:  The URL must start with http:// or https://, as https://pg.example.com:8808.") \
+                in r.stderr, r.stderr
+            # an IPv6 listen address is bracketed; a wildcard one gives
+            # localhost, and says that Coding cannot reach it
+            port = urllib.parse.urlsplit(url).port
+            for address, host, notice in (("::1", "[::1]", False), ("0.0.0.0", "localhost", True)):
+                q("ALTER SYSTEM SET coding_fdw.webhook_listen_address = '%s'" % address)
+                q("SELECT pg_reload_conf()")
+                wait_until(lambda: q("SHOW coding_fdw.webhook_listen_address") == address, 10, "the new address")
+                r = psql("SELECT coding_fdw.webhook_url('coding')", db=DB, check=False)
+                assert r.stdout.strip() == "http://%s:%d/coding_fdw/webhook/%s" % (host, port, key), r.stdout
+                assert ("NOTICE:  the Service URL names localhost, which Coding cannot reach" in r.stderr) == notice, \
+                    r.stderr
+            q("ALTER SYSTEM RESET coding_fdw.webhook_listen_address")
+            q("SELECT pg_reload_conf()")
+            wait_until(lambda: q("SELECT coding_fdw.webhook_url('coding')") == url, 10, "the default address again")
+
+            def answers():
+                try:
+                    return post(url, None, method="GET")[0] == 200
+                except OSError:
+                    return False
+            wait_until(answers, 20, "the listener on its default address again")
         res.check("listener runs; webhook_url is {public_url}/coding_fdw/webhook/{random key}", listener_running)
 
         def http_answers():
@@ -629,6 +655,24 @@ def main():
         res.check("each event type applied end to end; tables equal Coding's; counts exact; GIT_PUSHED ignored",
                   each_event_type)
 
+        def unset_assignee():
+            # Coding leaves an unset assignee out of the iteration it sends:
+            # the row's assignee goes, instead of staying until a poll
+            sim.call("DELETE", "/_sim/webhook/deliveries")
+            sim.call("POST", "/_sim/webhook", {"url": url})
+            code = q("SELECT min(code) FROM mirror.iterations WHERE assignee_id IS NOT NULL")
+            assert code, "no iteration with an assignee"
+            # (not its name: the issues' raw holds that, and only a full
+            # sync follows it there)
+            sim.call("PATCH", "/_sim/projects/backend/iterations/%s" % code, {"Assignee": 0, "Goal": "unassigned"})
+            deliveries_done(1)
+            assert wait_for_sync("coding")
+            got = q("SELECT goal || ' ' || coalesce(assignee_id::text, 'none') || ' ' || synced_by || ' ' || "
+                    "(raw->'Assignee')::text FROM mirror.iterations WHERE code = %s" % code)
+            assert got == "unassigned none webhook 0", got
+            assert diff("mirror", "iterations", src, [c for c in ITERATION_COLS if c != "raw"]) == 0
+        res.check("an iteration event without an assignee unsets the row's assignee", unset_assignee)
+
         def copies_follow():
             # a sub-task renamed, an epic renamed, a sub-task deleted: the
             # copies in the parent's sub_tasks, the sub-tasks' parent and the
@@ -819,7 +863,25 @@ def main():
             got = q("SELECT state || ' ' || coalesce(last_error, '') FROM coding_fdw.webhook_event "
                     "WHERE delivery = 'huge-stamp'")
             assert got == "applied", got
-            q("SELECT coding_fdw.replay('bad-1')")
+            # the same delivery id dead in a second subscription: replay
+            # must be told which one
+            import hashlib
+            import hmac
+            body = json.dumps(bad).encode()
+            sig = "sha1=" + hmac.new(b"s3cr3t", body, hashlib.sha1).hexdigest()
+            st, _, _ = post(signed_url, None, raw=body, headers={"X-Coding-Signature": sig,
+                                                                 "X-Coding-Delivery": "bad-1"})
+            assert st == 200
+            wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'")
+                       == "2", 30, "the second subscription's dead letter")
+            r = subprocess.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-d", DB, "-c",
+                                "SELECT coding_fdw.replay('bad-1')"], capture_output=True, text=True, timeout=60)
+            assert ('ERROR:  42P08: delivery "bad-1" is a dead letter of more than one subscription\n'
+                    "HINT:  Name the server: coding_fdw.replay(delivery, server).") in r.stderr, r.stderr
+            q("SELECT coding_fdw.replay('bad-1', 'coding')")
+            assert q("SELECT string_agg(server, ',') FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") \
+                == "signed"
+            q("DELETE FROM coding_fdw.webhook_event WHERE delivery = 'bad-1' AND state = 'dead'")
             assert q("SELECT count(*) FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") == "0"
             wait_until(lambda: q("SELECT attempts FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") == "2",
                        30, "the replayed event to fail again")
@@ -833,6 +895,9 @@ def main():
             sim.call("PATCH", "/_sim/projects/backend/issues/%d" % leaf, {"Name": "while down"})
             wait_until(lambda: "DescribeIssue" in q("SELECT coalesce(string_agg(last_error, ''), '') FROM coding_fdw.webhook_inbox"),
                        60, "the failure recorded on the inbox event")
+            # with the error's detail, as sync_status shows it
+            err = q("SELECT string_agg(last_error, ';') FROM coding_fdw.webhook_inbox")
+            assert "(HTTP status 500" in err, err
             sim.call("DELETE", "/_sim/faults")
             wait_until(lambda: q("SELECT name FROM mirror.issues WHERE code = %d" % leaf) == "while down", 60,
                        "the event applied after the outage")
