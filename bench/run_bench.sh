@@ -65,7 +65,10 @@ if [ -n "$REST" ]; then
     # -t: a temporary cluster directory even as root, so this never collides with
     # another pg_virtualenv (test/run_tests.sh) running on the machine.
     # preloaded: the sync benchmark needs the worker (database postgres)
-    pg_virtualenv -t -v 15 -o shared_preload_libraries=coding_fdw bash "$ROOT/bench/run_in_cluster.sh" "$OUT" "$REST" $QUICK
+    # and the listener (sync's webhooks) on a port nobody else uses
+    main_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    pg_virtualenv -t -v 15 -o shared_preload_libraries=coding_fdw -o coding_fdw.webhook_port="$main_port" \
+        bash "$ROOT/bench/run_in_cluster.sh" "$OUT" "$REST" $QUICK
     rc=$?
 fi
 if [ "$HOOK" = 1 ]; then
