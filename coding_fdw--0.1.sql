@@ -1061,8 +1061,12 @@ BEGIN
   IF s IS NULL THEN
     RETURN false;
   END IF;
+  -- the project the subscription reads: its imported tables' option (set
+  -- at sync_start), not the server's, which may have changed since
   SELECT (SELECT substr(o, 6) FROM unnest(srvoptions) o WHERE o LIKE 'team=%'),
-         (SELECT substr(o, 9) FROM unnest(srvoptions) o WHERE o LIKE 'project=%')
+         coalesce((SELECT substr(o, 9) FROM pg_foreign_table ft, unnest(ft.ftoptions) o
+                    WHERE ft.ftrelid = to_regclass(format('%I.issues', s.source_schema)) AND o LIKE 'project=%'),
+                  (SELECT substr(o, 9) FROM unnest(srvoptions) o WHERE o LIKE 'project=%'))
     INTO team, project FROM pg_foreign_server WHERE oid = srv;
 
   FOR ev IN SELECT * FROM coding_fdw._events_due(srv, batch) LOOP
@@ -1312,7 +1316,7 @@ SELECT coding_fdw._server_name(s.server_oid, s.server_name) AS server, t.table_n
   LEFT JOIN coding_fdw.sync_counts w ON w.server_oid = s.server_oid AND w.table_name = t.table_name AND w.source = 'webhook'
   LEFT JOIN coding_fdw.webhook_counts wl ON wl.server_oid = s.server_oid AND wl.who = 'listener'
   LEFT JOIN coding_fdw.webhook_counts ww ON ww.server_oid = s.server_oid AND ww.who = 'worker'
- WHERE pg_has_role(s.owner_oid, 'USAGE');
+ WHERE pg_has_role(coding_fdw._acting_role(), s.owner_oid, 'USAGE');
 GRANT SELECT ON sync_status TO PUBLIC;
 
 -- Events received and not yet applied (with their last error, if any);
@@ -1322,7 +1326,7 @@ SELECT coding_fdw._server_name(s.server_oid, s.server_name) AS server, e.deliver
        e.next_attempt, e.last_error, e.payload
   FROM coding_fdw.webhook_event e
   JOIN coding_fdw.subscription s ON s.server_oid = e.server_oid
- WHERE e.state = 'pending' AND pg_has_role(s.owner_oid, 'USAGE');
+ WHERE e.state = 'pending' AND pg_has_role(coding_fdw._acting_role(), s.owner_oid, 'USAGE');
 GRANT SELECT ON webhook_inbox TO PUBLIC;
 
 -- Events that failed coding_fdw.webhook_max_attempts times, with the error.
@@ -1331,7 +1335,7 @@ SELECT coding_fdw._server_name(s.server_oid, s.server_name) AS server, e.deliver
        e.done_at AS failed_at, e.last_error AS error, e.payload
   FROM coding_fdw.webhook_event e
   JOIN coding_fdw.subscription s ON s.server_oid = e.server_oid
- WHERE e.state = 'dead' AND pg_has_role(s.owner_oid, 'USAGE');
+ WHERE e.state = 'dead' AND pg_has_role(coding_fdw._acting_role(), s.owner_oid, 'USAGE');
 GRANT SELECT ON webhook_dead_letter TO PUBLIC;
 
 -- Put a dead letter back in the inbox (attempts start again).
@@ -1343,6 +1347,9 @@ DECLARE
   n bigint;
   mine bigint[];
 BEGIN
+  IF server IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_foreign_server WHERE srvname = server) THEN
+    RAISE EXCEPTION 'server "%" does not exist', server USING ERRCODE = 'undefined_object';
+  END IF;
   mine := ARRAY(SELECT e.id FROM coding_fdw.webhook_event e
                  WHERE e.delivery = replay.delivery AND e.state = 'dead'
                    AND (replay.server IS NULL OR e.server_oid =

@@ -635,13 +635,18 @@ parse_body(ResponseBuffer *buf, const CodingJsonRowFilter *row_filter)
 {
 	cJSON	   *doc;
 
+	/*
+	 * A \u0000 becomes U+FFFD for both parsers alike: one issue holding it
+	 * must not make the project unreadable (refusing the answer did), nor
+	 * be cut there (as cJSON does).  A raw NUL byte is not JSON.
+	 */
+	if ((buf->holds_nul = coding_json_fix_nul(buf->data, buf->len)))
+		return NULL;
 	/* simdjson reads whole blocks: the padding must hold defined bytes */
 	memset(buf->data + buf->len, 0, CODING_JSON_PADDING);
 	doc = coding_fast_json ?
-		coding_json_parse_fast(buf->data, buf->len, cjson_palloc, row_filter,
-							   &buf->holds_nul) : NULL;
-	if (doc == NULL && !buf->holds_nul &&
-		!(buf->holds_nul = coding_json_holds_nul(buf->data, buf->len)))
+		coding_json_parse_fast(buf->data, buf->len, cjson_palloc, row_filter, true) : NULL;
+	if (doc == NULL)
 		doc = cJSON_ParseWithLength(buf->data, buf->len);
 	return doc;
 }
@@ -709,7 +714,7 @@ finish_transfer(CodingConnInfo *conn, BatchEntry *e, CURLcode cc)
 		pfree(buf->data);
 
 	if (cJSON_IsObject(resp))
-		result->request_id = json_string_member(resp, "RequestId");
+		result->request_id = redact_token(conn, json_string_member(resp, "RequestId"));
 	if (cJSON_IsObject(err))
 	{
 		cJSON	   *message = cJSON_GetObjectItemCaseSensitive(err, "Message");
@@ -752,7 +757,7 @@ finish_transfer(CodingConnInfo *conn, BatchEntry *e, CURLcode cc)
 	{
 		result->errclass = CODING_ERR_MALFORMED;
 		result->transport_error = pstrdup(buf->holds_nul ?
-										  "a string in the answer holds \\u0000, which text and jsonb cannot hold" :
+										  "the body holds a NUL byte, which JSON does not allow" :
 										  doc == NULL ? "the body is not valid JSON" :
 										  "the body has no \"Response\" object");
 	}
@@ -848,7 +853,14 @@ batch_loop(CodingConnInfo *conn, const char *url, BatchEntry *entries, int n,
 				break;
 			if (reserved_us < 0)
 			{
-				reserved_us = coding_ratelimit_reserve(conn->team, conn->rate_limit);
+				int64		at;
+
+				if (!coding_ratelimit_reserve(conn->team, conn->rate_limit, &at))
+				{
+					wake_us = at;	/* too far ahead to hold: ask again then */
+					break;
+				}
+				reserved_us = at;
 				hold_slot(conn, reserved_us);
 			}
 			if (reserved_us > now)
@@ -1048,9 +1060,11 @@ coding_call_prefetch(CodingConnInfo *conn, const char *action, cJSON *body,
 	MemoryContextRegisterResetCallback(cxt, cb);
 	set_headers(conn);
 	ahead.active = true;
-	ahead.reserved_us = coding_ratelimit_reserve(conn->team, conn->rate_limit);
-	hold_slot(conn, ahead.reserved_us);
-	if (ahead.reserved_us <= coding_monotonic_us())
+	if (!coding_ratelimit_reserve(conn->team, conn->rate_limit, &ahead.reserved_us))
+		ahead.reserved_us = -1;	/* none held: the collecting call asks */
+	else
+		hold_slot(conn, ahead.reserved_us);
+	if (ahead.reserved_us >= 0 && ahead.reserved_us <= coding_monotonic_us())
 	{
 		ahead.reserved_us = -1;
 		held_slot.at = -1;		/* used */

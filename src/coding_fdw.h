@@ -166,7 +166,7 @@ extern void coding_webhook_init(void);
 /* ---- ratelimit.c ---- */
 extern void coding_ratelimit_init(void);
 extern bool coding_ratelimit_shared(void);
-extern int64 coding_ratelimit_reserve(const char *team, double rate);
+extern bool coding_ratelimit_reserve(const char *team, double rate, int64 *at);
 extern void coding_ratelimit_release(const char *team, double rate, int64 at);
 extern int64 coding_monotonic_us(void);
 

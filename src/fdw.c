@@ -646,8 +646,8 @@ codingGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
  *		alone, with no LIMIT and not read through a cursor (both give a
  *		tuple_fraction), no parameters (a rescan restarts) and no detail
  *		columns (their DescribeIssue calls run between pages); nor a
- *		subquery or volatile function, which may call Coding between rows
- *		and so abandon the page asked for.  A client that stops reading a
+ *		subquery or volatile function (in the target list or the quals),
+ *		which may call Coding between rows and so abandon the page asked for.  A client that stops reading a
  *		portal early can still waste one call.
  */
 static bool
@@ -661,7 +661,8 @@ reads_every_page(PlannerInfo *root, RelOptInfo *baserel, ForeignPath *best_path)
 		best_path->path.param_info == NULL &&
 		!ps->need_detail &&
 		!root->parse->hasSubLinks &&
-		!contain_volatile_functions((Node *) root->parse->targetList);
+		!contain_volatile_functions((Node *) root->parse->targetList) &&
+		!contain_volatile_functions((Node *) extract_actual_clauses(baserel->baserestrictinfo, false));
 }
 
 /* contains_exec_param: a PARAM_EXEC (the outer row of a nested loop). */

@@ -568,24 +568,29 @@ may_hold_nul(const char *data, size_t len)
 	return false;
 }
 
-/* coding_json_holds_nul (json_fast.h): may_hold_nul, exactly */
+/*
+ * coding_json_fix_nul (json_fast.h)
+ *		Each \u0000 escape (not an escaped backslash before "u0000") becomes
+ *		\uFFFD in place, the same six bytes; true if the text holds a raw NUL
+ *		byte, which JSON does not allow in a string.
+ */
 extern "C" bool
-coding_json_holds_nul(const char *data, size_t len)
+coding_json_fix_nul(char *data, size_t len)
 {
-	const char *p = data;
-	const char *end = data + len;
+	char	   *p = data;
+	char	   *end = data + len;
 
 	if (memchr(data, '\0', len) != nullptr)
 		return true;
-	while ((p = static_cast<const char *>(memchr(p, '\\', end - p))) != nullptr)
+	while ((p = static_cast<char *>(memchr(p, '\\', end - p))) != nullptr)
 	{
-		const char *run = p;
+		char	   *run = p;
 
 		/* a run of backslashes: pairs are literal backslashes */
 		while (p < end && *p == '\\')
 			p++;
 		if ((p - run) % 2 == 1 && end - p >= 5 && memcmp(p, "u0000", 5) == 0)
-			return true;
+			memcpy(p + 1, "FFFD", 4);
 	}
 	return false;
 }
@@ -597,7 +602,7 @@ coding_json_holds_nul(const char *data, size_t len)
  */
 extern "C" cJSON *
 coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc,
-					   const CodingJsonRowFilter *filter, bool *holds_nul)
+					   const CodingJsonRowFilter *filter, bool nul_free)
 {
 	cJSON	   *root = nullptr;
 	bool		own_parser = filter != nullptr && filter->doc != nullptr;
@@ -627,15 +632,11 @@ coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc,
 			Arena		arena(alloc);
 
 			/* strings hold a NUL only from a raw NUL byte or a \u0000 escape */
-			arena.may_have_nul = may_hold_nul(data, len);
-			if (arena.may_have_nul && coding_json_holds_nul(data, len))
-				*holds_nul = true;	/* refused whole, as by cJSON's caller */
-			else
-			{
-				Filter		rows(filter);
+			arena.may_have_nul = !nul_free && may_hold_nul(data, len);
 
-				root = build(doc, arena, &rows, rows.ready() ? 0 : LEVEL_ALL);
-			}
+			Filter		rows(filter);
+
+			root = build(doc, arena, &rows, rows.ready() ? 0 : LEVEL_ALL);
 		}
 	}
 	catch (...)

@@ -78,20 +78,20 @@ typedef struct CodingJsonRowFilter
  * readable bytes), or NULL if simdjson does not accept it: parse with cJSON
  * then.  With a filter (NULL: none), only the rows' listed keys are built.
  * The tree is read-only: never cJSON_Delete it; it is freed with the memory
- * the allocator took it from.  NULL with *holds_nul set: a string holds a
- * NUL (see coding_json_holds_nul), which the caller refuses.
+ * the allocator took it from.  nul_free: the caller knows no string holds
+ * a NUL (coding_json_fix_nul ran), so the text is not searched for one.
  */
 extern struct cJSON *coding_json_parse_fast(const char *data, size_t len,
 											coding_json_alloc_fn alloc,
 											const CodingJsonRowFilter *filter,
-											bool *holds_nul);
+											bool nul_free);
 
 /*
- * Whether a string of the JSON text holds a NUL: a \u0000 escape (not an
- * escaped backslash before "u0000") or a raw NUL byte.  PostgreSQL's text
- * and jsonb cannot hold one, and cJSON would cut the string there.
+ * Turn each \u0000 escape of a JSON text into \uFFFD, in place (PostgreSQL's
+ * text and jsonb cannot hold a NUL, and cJSON would cut the string there);
+ * true if the text holds a raw NUL byte, which JSON does not allow.
  */
-extern bool coding_json_holds_nul(const char *data, size_t len);
+extern bool coding_json_fix_nul(char *data, size_t len);
 
 /*
  * A new parser for one scan (NULL when out of memory), its end, and the

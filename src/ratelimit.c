@@ -13,6 +13,14 @@
  * lives in shared memory, so all backends and the workers share one limit.
  * Otherwise each backend keeps its own (documented in the README).  Only
  * plain numbers are shared: never pointers or other process-local things.
+ *
+ * A schedule is one team at one rate: servers of a team with another
+ * rate_limit (anyone may create one) have their own, so a server with
+ * rate_limit 0.001 cannot push the team's next send 17 minutes out for
+ * everyone.  And no send time is reserved more than RATE_HORIZON_US
+ * ahead: a caller further back waits without holding one, so callers that
+ * are cancelled while they wait (statement_timeout, say) cannot push the
+ * schedule out however many they are; an unused time is also given back.
  *-------------------------------------------------------------------------
  */
 #include "coding_fdw.h"
@@ -29,11 +37,13 @@
 #define RATE_SLOTS		64
 #define RATE_TEAM_LEN	64
 #define RATE_HEADROOM	1.02
+#define RATE_HORIZON_US	1000000	/* reserve at most this far ahead */
 
-/* The next free send time of one team, in microseconds (CLOCK_MONOTONIC). */
+/* The next free send time of one team at one rate (CLOCK_MONOTONIC us). */
 typedef struct RateSlot
 {
 	char		team[RATE_TEAM_LEN];
+	int64		interval_us;	/* the spacing: 1 s / rate, with headroom */
 	int64		next_us;
 } RateSlot;
 
@@ -109,23 +119,25 @@ coding_ratelimit_shared(void)
 
 /*
  * take_slot
- *		The schedule slot of a team in "slots" (creating it), or NULL if all
- *		are taken or the name is too long.  Called under the lock if shared.
+ *		The schedule slot of a team at one spacing in "slots" (creating it),
+ *		or NULL if all are taken or the name is too long.  Called under the
+ *		lock if shared.
  */
 static RateSlot *
-take_slot(RateSlot *slots, const char *team)
+take_slot(RateSlot *slots, const char *team, int64 interval)
 {
 	int			i;
 
 	if (strlen(team) >= RATE_TEAM_LEN)
 		return NULL;
 	for (i = 0; i < RATE_SLOTS; i++)
-		if (strcmp(slots[i].team, team) == 0)
+		if (slots[i].interval_us == interval && strcmp(slots[i].team, team) == 0)
 			return &slots[i];
 	for (i = 0; i < RATE_SLOTS; i++)
 		if (slots[i].team[0] == '\0')
 		{
 			strlcpy(slots[i].team, team, RATE_TEAM_LEN);
+			slots[i].interval_us = interval;
 			slots[i].next_us = 0;
 			return &slots[i];
 		}
@@ -133,33 +145,51 @@ take_slot(RateSlot *slots, const char *team)
 }
 
 /*
- * coding_ratelimit_reserve
- *		Reserve the next send time of a team at "rate" requests per second
- *		and return it (monotonic microseconds; the caller sends at or after
- *		it).  Never waits and never raises.
+ * reserve_in
+ *		Reserve the slot's next send time if it is at most RATE_HORIZON_US
+ *		away; else reserve nothing.  Returns whether it reserved; *at is the
+ *		time reserved, or when to ask again.
  */
-int64
-coding_ratelimit_reserve(const char *team, double rate)
+static bool
+reserve_in(RateSlot *slot, int64 now, int64 *at)
+{
+	*at = Max(now, slot->next_us);
+	if (*at - now > RATE_HORIZON_US)
+		return false;
+	slot->next_us = *at + slot->interval_us;
+	return true;
+}
+
+/*
+ * coding_ratelimit_reserve
+ *		Reserve a send time of a team at "rate" requests per second: true
+ *		with *at the time reserved (monotonic microseconds; the caller sends
+ *		at or after it), or false with *at the time to ask again, when the
+ *		next free time is more than RATE_HORIZON_US away.  Never waits and
+ *		never raises.
+ */
+bool
+coding_ratelimit_reserve(const char *team, double rate, int64 *at)
 {
 	int64		now = coding_monotonic_us();
 	int64		interval;
-	int64		at;
 	RateSlot   *slot;
+	bool		reserved;
 
+	*at = now;
 	if (rate <= 0)
-		return now;
+		return true;
 	interval = (int64) (1000000.0 * RATE_HEADROOM / rate);
 
 	if (rate_shared)
 	{
 		SpinLockAcquire(&rate_shared->lock);
-		slot = take_slot(rate_shared->slots, team);
+		slot = take_slot(rate_shared->slots, team, interval);
 		if (slot)
 		{
-			at = Max(now, slot->next_us);
-			slot->next_us = at + interval;
+			reserved = reserve_in(slot, now, at);
 			SpinLockRelease(&rate_shared->lock);
-			return at;
+			return reserved;
 		}
 		SpinLockRelease(&rate_shared->lock);
 	}
@@ -168,22 +198,18 @@ coding_ratelimit_reserve(const char *team, double rate)
 	if (rate_local == NULL)
 		rate_local = MemoryContextAllocZero(TopMemoryContext,
 											sizeof(RateSlot) * RATE_SLOTS);
-	slot = take_slot(rate_local, team);
+	slot = take_slot(rate_local, team, interval);
 	if (slot == NULL)
-		return now;				/* more than 64 teams in one backend */
-	at = Max(now, slot->next_us);
-	slot->next_us = at + interval;
-	return at;
+		return true;			/* more than 64 schedules in one backend */
+	return reserve_in(slot, now, at);
 }
 
 /*
  * coding_ratelimit_release
- *		Give back a send time that coding_ratelimit_reserve returned and that
+ *		Give back a send time that coding_ratelimit_reserve reserved and that
  *		was never used (the call was cancelled or abandoned while it waited
- *		for it), if no later reservation followed it: otherwise every
- *		cancelled wait would push the team's schedule further out, and a
- *		client retrying on statement_timeout would starve every backend and
- *		the sync worker.  A time others have reserved past stays taken.
+ *		for it), if no later reservation followed it.  The horizon bounds
+ *		what unused times can cost the others; this returns the last one.
  */
 void
 coding_ratelimit_release(const char *team, double rate, int64 at)
@@ -197,14 +223,14 @@ coding_ratelimit_release(const char *team, double rate, int64 at)
 	if (rate_shared)
 	{
 		SpinLockAcquire(&rate_shared->lock);
-		slot = take_slot(rate_shared->slots, team);
+		slot = take_slot(rate_shared->slots, team, interval);
 		if (slot && slot->next_us == at + interval)
 			slot->next_us = at;
 		SpinLockRelease(&rate_shared->lock);
 		if (slot)
 			return;
 	}
-	if (rate_local && (slot = take_slot(rate_local, team)) != NULL &&
+	if (rate_local && (slot = take_slot(rate_local, team, interval)) != NULL &&
 		slot->next_us == at + interval)
 		slot->next_us = at;
 }

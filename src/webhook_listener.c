@@ -23,6 +23,7 @@
  *-------------------------------------------------------------------------
  */
 #include "coding_fdw.h"
+#include "json_fast.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -474,7 +475,7 @@ check_request(WebhookRequest *req, ListenerSub *subs, int nsubs, StoredEvent *ev
 			  Oid *rejected_server)
 {
 	ListenerSub *sub = find_sub(subs, nsubs, req->key);
-	const char *payload;
+	char	   *payload;
 	size_t		plen;
 	cJSON	   *json;
 	const char *event = req->event;
@@ -505,13 +506,14 @@ check_request(WebhookRequest *req, ListenerSub *subs, int nsubs, StoredEvent *ev
 		set_answer(req, MHD_HTTP_BAD_REQUEST, "empty body");
 		return false;
 	}
-	if (memchr(payload, '\0', plen) != NULL ||
-		!pg_verify_mbstr(PG_UTF8, payload, (int) plen, true) ||
-		strstr(payload, "\\u0000") != NULL)
+	/* (the signature was checked above, on the body as it came) */
+	if (coding_json_fix_nul(payload, plen) ||
+		!pg_verify_mbstr(PG_UTF8, payload, (int) plen, true))
 	{
 		set_answer(req, MHD_HTTP_BAD_REQUEST, "body is not valid UTF-8 JSON text");
 		return false;
 	}
+	/* a \u0000 is now \uFFFD, as in the scans: jsonb cannot hold a NUL */
 	json = cJSON_ParseWithLength(payload, plen);
 	if (!cJSON_IsObject(json))
 	{
@@ -1076,6 +1078,13 @@ check_public_url(char **newval, void **extra, GucSource source)
 			GUC_check_errdetail("The URL must not contain spaces or control characters.");
 			return false;
 		}
+	/* the key is appended as a path: a query or fragment would swallow it */
+	p = strstr(v, "://") + 3;
+	if (*p == '\0' || *p == '/' || strpbrk(p, "?#") != NULL)
+	{
+		GUC_check_errdetail("The URL needs a host, and no query (?) or fragment (#): webhook_url() appends /coding_fdw/webhook/KEY to it.");
+		return false;
+	}
 	return true;
 }
 

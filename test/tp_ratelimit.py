@@ -185,6 +185,50 @@ def main():
             no_rejections(entries)
         res.check("%d sessions together: Coding (limit %d/s per Action) never answered "
                   "RequestLimitExceeded" % (SESSIONS, SIM_RATE), shared_no_rejections)
+
+        # ---- nobody can freeze a team's schedule ---------------------------
+
+        def other_server(name, rate):
+            psql("DROP SERVER IF EXISTS %s CASCADE; CREATE SERVER %s FOREIGN DATA WRAPPER coding_fdw "
+                 "OPTIONS (team 'acme', project '%s', api_url '%s', rate_limit '%s'); "
+                 "CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (token 'secret-token'); "
+                 "CREATE FOREIGN TABLE %s_it (code int) SERVER %s OPTIONS (resource 'iterations')"
+                 % (name, name, PROJECT, sim.url, rate, name, name, name), db=DB)
+
+        def slow_server():
+            # any role may create a server of a team with rate_limit 0.001
+            # (one call per 17 minutes): it used to move the team's next send
+            # 17 minutes out for every backend and the worker
+            fresh_start()
+            other_server("slow", "0.001")
+            psql("SELECT count(*) FROM slow_it", db=DB)
+            out = psql("SET statement_timeout = '5s'; SELECT count(*) > 0 FROM coding.iterations", db=DB)
+            assert out.split()[-1] == "t", out
+        res.check("a server of the same team with rate_limit 0.001 does not slow the others", slow_server)
+
+        def cancelled_waits():
+            # two sessions that keep timing out while they wait at rate 2:
+            # each cancelled wait used to keep its reserved time, so the
+            # schedule ran away (20 s after 8 s of it); now no time is held
+            # more than 1 s ahead
+            fresh_start()
+            other_server("two", "2")
+            script = "SET statement_timeout = '300ms';\n" + "SELECT count(*) FROM two_it;\n" * 12
+            procs = [subprocess.Popen(["psql", "-X", "-q", "-A", "-t", "-d", DB], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for _ in range(2)]
+            for p in procs:
+                p.stdin.write(script)
+                p.stdin.close()
+            for p in procs:
+                p.wait(timeout=120)
+            t0 = time.time()
+            assert psql("SELECT count(*) > 0 FROM two_it", db=DB) == "t"
+            last = max(e["ts"] for e in sim.call("GET", "/_sim/log?action=DescribeIterationList")["requests"])
+            print("     after 24 cancelled waits the next call was sent %.2f s after it was asked for"
+                  % (last - t0))
+            assert last - t0 < 2.5, "sent %.1f s after it was asked for" % (last - t0)
+        res.check("two sessions cancelled while they wait do not push the schedule out", cancelled_waits)
     res.finish()
 
 

@@ -220,6 +220,10 @@ def main():
             assert ('ERROR:  invalid value for parameter "coding_fdw.webhook_public_url": "pg.example.com"\n'
                     "DETAIL:  The URL must start with http:// or https://, as https://pg.example.com:8808.") \
                 in r.stderr, r.stderr
+            for bad in ("https://pg.example.com/hooks?token=1", "http://", "https://h/x#frag"):
+                r = psql("ALTER SYSTEM SET coding_fdw.webhook_public_url = '%s'" % bad, db=DB, check=False)
+                assert ("DETAIL:  The URL needs a host, and no query (?) or fragment (#): webhook_url() "
+                        "appends /coding_fdw/webhook/KEY to it.") in r.stderr, (bad, r.stderr)
             # an IPv6 listen address is bracketed; a wildcard one gives
             # localhost, and says that Coding cannot reach it
             port = urllib.parse.urlsplit(url).port
@@ -260,10 +264,16 @@ def main():
             assert st == 413, (st, body)
             for raw, why in ((b"{not json", "not a JSON object"), (b"[1,2]", "not a JSON object"),
                              (b"", "empty body"), (b'{"no":"event"}', "no event name"),
-                             (b'{"event":"ISSUE_UPDATED","x":"\\u0000"}', "not valid UTF-8 JSON"),
+                             (b'{"event":"ISSUE_UPDATED","x":"\x00"}', "not valid UTF-8 JSON"),
                              (b'{"event":"ISSUE_UPDATED","x":"\xff"}', "not valid UTF-8 JSON")):
                 st, body, _ = post(url, None, raw=raw)
                 assert st == 400 and why in body, (raw, st, body)
+            # a \u0000 (jsonb cannot hold it) is stored and applied as U+FFFD
+            st, body, _ = post(url, iteration_event(900004, "a\u0000b"), headers={"X-Coding-Delivery": "nul-1"})
+            assert st == 200, (st, body)
+            assert wait_for_sync("coding")
+            assert q("SELECT name = 'a' || chr(65533) || 'b' FROM mirror.iterations WHERE code = 900004") == "t"
+            q("DELETE FROM mirror.iterations WHERE code = 900004")
             st, body, _ = post(url, None, raw=b'{"token":"123","zen":"Coding!"}', headers={"X-Coding-Event": "ping"})
             assert st == 200, (st, body)
             # a form body with the JSON in field "payload"
@@ -654,6 +664,27 @@ def main():
             assert q("SELECT count(*) FROM coding_fdw.webhook_inbox") == "0"
         res.check("each event type applied end to end; tables equal Coding's; counts exact; GIT_PUSHED ignored",
                   each_event_type)
+
+        def project_option_changed():
+            # the server's project option changed after sync_start: the
+            # subscription still reads (and accepts the events of) the
+            # project its tables were imported from, as its polls do
+            leaf = leaf_issues("mirror")[4]
+            q("ALTER SERVER coding OPTIONS (SET project 'elsewhere')")
+            try:
+                st, _, _ = post(url, {"event": "ISSUE_UPDATED", "issue": {"code": leaf},
+                                      "project": {"id": 1, "name": "backend"}, "team": {"id": 1, "domain": "acme"}},
+                                headers={"X-Coding-Delivery": "proj-1"})
+                assert st == 200
+                wait_until(lambda: q("SELECT state FROM coding_fdw.webhook_event WHERE delivery = 'proj-1'")
+                           in ("applied", "dead"), 30, "the event to be done")
+                got = q("SELECT state || ' ' || coalesce(last_error, '') FROM coding_fdw.webhook_event "
+                        "WHERE delivery = 'proj-1'")
+                assert got == "applied", got
+            finally:
+                q("ALTER SERVER coding OPTIONS (SET project 'backend')")
+        res.check("after ALTER SERVER ... SET project, events of the synced project still apply",
+                  project_option_changed)
 
         def unset_assignee():
             # Coding leaves an unset assignee out of the iteration it sends:
