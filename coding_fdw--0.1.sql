@@ -605,6 +605,32 @@ BEGIN
   RETURN n;
 END $$;
 
+-- The issues' copies of changed iterations: an issue's raw holds its
+-- iteration's Code, Name and Status, which change without the issue's
+-- UpdatedAt.  One list of those iterations' issues (the ITERATION filter,
+-- list columns only: no DescribeIssue); only the Iteration object of raw is
+-- replaced, so a row is never half newer than its other columns.  Returns
+-- the rows updated.
+CREATE FUNCTION _refresh_iteration_copies(src name, dst name, source text, iterations int[]) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+DECLARE
+  n bigint;
+BEGIN
+  IF iterations IS NULL OR cardinality(iterations) = 0 THEN
+    RETURN 0;
+  END IF;
+  EXECUTE format('WITH s AS MATERIALIZED (SELECT code, raw->''Iteration'' AS it FROM %1$I.issues
+                                           WHERE iteration_code = ANY($1)),
+                       up AS (UPDATE %2$I.issues d SET raw = jsonb_set(d.raw, ''{Iteration}'', s.it),
+                                     synced_at = now(), synced_by = $2
+                                FROM s WHERE d.code = s.code AND d.raw ? ''Iteration'' AND s.it IS NOT NULL
+                                 AND d.raw->''Iteration'' IS DISTINCT FROM s.it
+                              RETURNING 1)
+                  SELECT count(*) FROM up', src, dst)
+    INTO n USING iterations, source;
+  RETURN n;
+END $$;
+
 -- Delete local issues that Coding no longer has: one listing of the codes
 -- (a list-only column, so no DescribeIssue), the delete local, tombstones
 -- for what went.  Returns the deleted codes, whose copies in other issues
@@ -702,6 +728,7 @@ DECLARE
   source text;
   r record;
   gone bigint[];
+  iterations_changed int[] := '{}';
   ins bigint;
   upd bigint;
   tbl text;
@@ -724,6 +751,9 @@ BEGIN
     removed := r.deleted;
     ins := r.inserted;
     upd := r.updated;
+    IF tbl = 'iterations' THEN
+      iterations_changed := r.changed::int[];
+    END IF;
     IF tbl = 'issues' AND NOT is_full THEN
       gone := '{}';
       IF reconcile THEN
@@ -734,7 +764,9 @@ BEGIN
       -- reads all); a deleted sub-task is still listed in its parent's
       -- sub_tasks, which is how _related finds the parent
       upd := upd + coding_fdw._refresh_details(s.source_schema, s.into_schema, source,
-                                               coding_fdw._related(s.into_schema, r.changed || gone));
+                                               coding_fdw._related(s.into_schema, r.changed || gone))
+                 + coding_fdw._refresh_iteration_copies(s.source_schema, s.into_schema, source,
+                                                        iterations_changed);
     END IF;
     IF tbl = 'issues' THEN
       newest := r.newest;
@@ -1259,6 +1291,31 @@ BEGIN
         END LOOP;
       END;
     END IF;
+  END IF;
+
+  -- the issues' copies of the iterations these events changed (in raw);
+  -- if they cannot be read, the iteration events come again
+  picked := ARRAY(SELECT DISTINCT coding_fdw._key(u.p->'iteration'->'code')
+                    FROM unnest(it_events, it_payloads) u(e, p)
+                   WHERE u.e = 'ITERATION_UPDATED'
+                     AND coding_fdw._key(u.p->'iteration'->'code') BETWEEN 1 AND 2147483647);
+  IF cardinality(picked) > 0 THEN
+    BEGIN
+      counts := jsonb_set(counts, '{issues}', to_jsonb(ARRAY[
+        coalesce((counts->'issues'->>0)::bigint, 0),
+        coalesce((counts->'issues'->>1)::bigint, 0)
+          + coding_fdw._refresh_iteration_copies(s.source_schema, s.into_schema, 'webhook', picked::int[]),
+        coalesce((counts->'issues'->>2)::bigint, 0)]));
+    EXCEPTION WHEN OTHERS THEN
+      GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+      msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
+      FOR i IN 1 .. cardinality(ids) LOOP
+        IF ids[i] = ANY(it_ids) AND outcomes[i] = 'applied' THEN
+          outcomes[i] := 'failed';
+          errors[i] := msg;
+        END IF;
+      END LOOP;
+    END;
   END IF;
 
   IF n = 0 THEN

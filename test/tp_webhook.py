@@ -704,6 +704,26 @@ def main():
             assert diff("mirror", "iterations", src, [c for c in ITERATION_COLS if c != "raw"]) == 0
         res.check("an iteration event without an assignee unsets the row's assignee", unset_assignee)
 
+        def iteration_renamed():
+            # the issues' raw holds their iteration's name: a rename reaches
+            # it with one list of that iteration's issues
+            sim.call("DELETE", "/_sim/webhook/deliveries")
+            sim.call("POST", "/_sim/webhook", {"url": url})
+            code = q("SELECT min(iteration_code) FROM mirror.issues")
+            sim.call("DELETE", "/_sim/log")
+            sim.call("PATCH", "/_sim/projects/backend/iterations/%s" % code, {"Name": "renamed by hook"})
+            deliveries_done(1)
+            assert wait_for_sync("coding")
+            assert q("SELECT count(*) FILTER (WHERE raw->'Iteration'->>'Name' = 'renamed by hook') = count(*) "
+                     "FROM mirror.issues WHERE iteration_code = %s" % code) == "t"
+            assert diff("mirror", "issues", src, ISSUE_COLS) == 0, "issues differ"
+            # (other requests in the log are this subscription's polls)
+            lists = [e["body"].get("Conditions") for e in
+                     sim.call("GET", "/_sim/log?action=DescribeIssueListWithPage")["requests"]]
+            assert [{"Key": "ITERATION", "Value": code}] in lists, lists
+        res.check("an iteration renamed by webhook: its issues' raw follows (one list of its issues)",
+                  iteration_renamed)
+
         def copies_follow():
             # a sub-task renamed, an epic renamed, a sub-task deleted: the
             # copies in the parent's sub_tasks, the sub-tasks' parent and the
