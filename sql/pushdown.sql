@@ -97,6 +97,16 @@ SELECT same_rows($$SELECT code FROM coding.issues WHERE type = 'SUB_TASK'$$);
 SELECT same_rows($$SELECT code FROM coding.issues WHERE priority = 1 OR priority = 2$$);
 SELECT same_rows($$SELECT code FROM coding.issues WHERE name LIKE '%'$$);
 \! $SIMCTL bodies --action DescribeIssueListWithPage --omit ProjectName,PageSize,ShowSubIssues,SortKey,SortValue,PageNumber
+-- EXPLAIN's "Coding pushed" names only the clauses the request carries:
+-- none of these (no literal, a type or priority Coding has no value for)
+EXPLAIN (VERBOSE, COSTS OFF) SELECT code FROM coding.issues
+ WHERE name LIKE '%' AND type = 'SUB_TASK' AND priority = 7 AND created_at > 'infinity';
+-- a key lookup replaces the listing and its conditions
+EXPLAIN (VERBOSE, COSTS OFF) SELECT code FROM coding.issues
+ WHERE code = 3 AND labels @> '[{"Name": "bug"}]' AND priority = 1;
+-- the looser of two bounds does not narrow the range
+EXPLAIN (VERBOSE, COSTS OFF) SELECT code FROM coding.issues
+ WHERE created_at > '2024-01-01' AND created_at > '2023-01-01' AND priority = 1;
 
 -- key lookups: code = N and code = ANY(...) call DescribeIssue only
 \! $SIMCTL clear-log
@@ -216,6 +226,17 @@ SET timezone = 'Asia/Shanghai';
 \! $SIMCTL clear-log
 SELECT same_rows($$SELECT code FROM coding.issues WHERE name ILIKE '%登录%' COLLATE "und-x-icu"$$);
 \! $SIMCTL bodies --action DescribeIssueListWithPage --omit ProjectName,PageSize,ShowSubIssues,PageNumber | sort | uniq -c
+-- ILIKE: PostgreSQL lowers "İ" to "i", and under a Turkish collation "I"
+-- to "ı", where Coding folds case otherwise: the keyword leaves out i and k
+\! $SIMCTL --project backend create issue '{"Name": "İnfo panel", "Type": "MISSION"}' | python3 -c 'import json,sys; print("created", json.load(sys.stdin)["Name"])'
+\! $SIMCTL --project backend create issue '{"Name": "ınfo board", "Type": "MISSION"}' | python3 -c 'import json,sys; print("created", json.load(sys.stdin)["Name"])'
+\! $SIMCTL clear-log
+SELECT name FROM coding.issues WHERE name ILIKE '%info pan%';
+SELECT name FROM coding.issues WHERE name ILIKE '%INFO BOARD%' COLLATE "tr-x-icu";
+SELECT same_rows($$SELECT code FROM coding.issues WHERE name ILIKE '%info%'$$);
+EXPLAIN (VERBOSE, COSTS OFF) SELECT code FROM coding.issues WHERE name ILIKE '%kiwi%';
+\! $SIMCTL bodies --action DescribeIssueListWithPage --omit ProjectName,PageSize,ShowSubIssues,SortKey,SortValue,IssueType,PageNumber
+\! for n in 'İnfo panel' 'ınfo board'; do $SIMCTL --project backend delete issue "$($SIMCTL --project backend dump | N="$n" python3 -c 'import json,os,sys; print([i["Code"] for i in json.load(sys.stdin)["projects"]["backend"]["issues"] if i["Name"] == os.environ["N"]][0])')"; done
 -- a LIKE pattern ending in the escape character: PostgreSQL's own error
 SELECT count(*) FROM coding.issues WHERE name LIKE 'Fix\';
 -- a case-blind collation: Coding would compare exactly

@@ -98,6 +98,7 @@ typedef struct BatchEntry
 	int64		not_before_us;	/* retry back-off */
 	bool		done;
 	int			slot;			/* easy handle while running, else -1 */
+	int64		collect_us;		/* a call made ahead: when it was asked for */
 	ResponseBuffer buf;
 } BatchEntry;
 
@@ -304,12 +305,6 @@ http_ensure_handles(void)
 }
 
 /*
- * http_detach_all
- *		Take every easy handle out of the multi handle and free the header
- *		list.  Called after each batch and on every error path; a transfer
- *		interrupted mid-response has its connection closed by curl.
- */
-/*
  * The rate-limit send time reserved for a call that has not started yet
  * (at most one: a batch reserves for one entry at a time, and a call made
  * ahead hands its reservation to the call that collects it).  If the wait
@@ -341,6 +336,12 @@ release_held_slot(void)
 	held_slot.at = -1;
 }
 
+/*
+ * http_detach_all
+ *		Take every easy handle out of the multi handle and free the header
+ *		list.  Called after each batch and on every error path; a transfer
+ *		interrupted mid-response has its connection closed by curl.
+ */
 static void
 http_detach_all(void)
 {
@@ -493,6 +494,10 @@ start_transfer(CodingConnInfo *conn, const char *url, BatchEntry *e, int slot,
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) conn->request_timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) conn->connect_timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+	/* a cancel during a slow name lookup must not wait for getaddrinfo */
+	curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
+#endif
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, http.errbuf[slot]);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "coding_fdw/0.1");
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -645,7 +650,7 @@ parse_body(ResponseBuffer *buf, const CodingJsonRowFilter *row_filter)
 	/* simdjson reads whole blocks: the padding must hold defined bytes */
 	memset(buf->data + buf->len, 0, CODING_JSON_PADDING);
 	doc = coding_fast_json ?
-		coding_json_parse_fast(buf->data, buf->len, cjson_palloc, row_filter, true) : NULL;
+		coding_json_parse_fast(buf->data, buf->len, cjson_palloc, row_filter) : NULL;
 	if (doc == NULL)
 		doc = cJSON_ParseWithLength(buf->data, buf->len);
 	return doc;
@@ -798,6 +803,22 @@ take_finished(CodingConnInfo *conn, CodingCallStats *stats, int *nrunning, int *
 		e->slot = -1;
 		(*nrunning)--;
 		nfinished++;
+
+		/*
+		 * A call made ahead runs its timeout while nobody drives curl (a
+		 * client pausing between FETCHes): when it "timed out" before we
+		 * waited request_timeout_ms for it, send it again, as the same
+		 * attempt.
+		 */
+		if (e->collect_us > 0 && msg->data.result == CURLE_OPERATION_TIMEDOUT &&
+			coding_monotonic_us() - e->collect_us < (int64) conn->request_timeout_ms * 1000)
+		{
+			e->collect_us = 0;
+			e->attempts--;
+			e->not_before_us = 0;
+			continue;
+		}
+		e->collect_us = 0;
 
 		if (e->item->result.errclass != CODING_OK &&
 			e->attempts <= conn->max_retries &&
@@ -1122,6 +1143,7 @@ coding_call_poll(void)
 static void
 collect_ahead(CodingConnInfo *conn, CodingCallStats *stats, CodingResult *result)
 {
+	ahead.entry.collect_us = coding_monotonic_us();
 	drive_batch(conn, ahead.url, &ahead.entry, 1, 1, stats, CurrentMemoryContext,
 				ahead.reserved_us);
 	*result = ahead.item.result;

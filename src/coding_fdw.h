@@ -269,6 +269,7 @@ typedef struct CodingRequest
 	bool		key_lookup;		/* DescribeIssue for "codes" instead */
 	List	   *codes;			/* int list */
 	bool		empty;			/* provably no row: no call at all */
+	Bitmapset  *sent;			/* indexes of the items that shaped it */
 	StringInfoData description; /* for EXPLAIN */
 } CodingRequest;
 

@@ -174,17 +174,37 @@ known_total(CodingConnInfo *conn, CodingTableInfo *tinfo)
 	return -1;
 }
 
+/* At most this many are kept, the newest (servers come and go). */
+#define KNOWN_TOTALS_MAX	64
+
 /* remember_total: keep what an unfiltered listing said it holds. */
 static void
 remember_total(CodingConnInfo *conn, CodingTableInfo *tinfo, double total)
 {
 	KnownTotal *k;
+	KnownTotal *last = NULL;
+	int			n = 0;
 
 	for (k = known_totals; k; k = k->next)
+	{
 		if (k->serverid == conn->serverid && k->res == tinfo->resource &&
 			strcmp(k->project, conn->project) == 0 &&
 			strcmp(k->issue_type, tinfo->issue_type) == 0)
 			break;
+		n++;
+		if (k->next && k->next->next == NULL)
+			last = k;
+	}
+	if (k == NULL && n >= KNOWN_TOTALS_MAX && last != NULL)
+	{
+		/* forget the oldest (the list's tail) */
+		KnownTotal *old = last->next;
+
+		last->next = NULL;
+		pfree(old->project);
+		pfree(old->issue_type);
+		pfree(old);
+	}
 	if (k == NULL)
 	{
 		k = MemoryContextAllocZero(TopMemoryContext, sizeof(KnownTotal));
@@ -647,8 +667,9 @@ codingGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
  *		tuple_fraction), no parameters (a rescan restarts) and no detail
  *		columns (their DescribeIssue calls run between pages); nor a
  *		subquery or volatile function (in the target list or the quals),
- *		which may call Coding between rows and so abandon the page asked for.  A client that stops reading a
- *		portal early can still waste one call.
+ *		which may call Coding between rows and so abandon the page asked
+ *		for.  A client that stops reading a portal early can still waste
+ *		one call.
  */
 static bool
 reads_every_page(PlannerInfo *root, RelOptInfo *baserel, ForeignPath *best_path)
@@ -1591,22 +1612,29 @@ codingExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	if (!es->verbose)
 		goto analyze;
 
+	if (!ss->request_ready && !ss->values_need_outer)
+		prepare_request(node, ss);
 	if (ss->items != NIL)
 	{
+		/*
+		 * The clauses the request carries; before the outer row's values
+		 * are known, those it may carry.
+		 */
 		initStringInfo(&buf);
 		foreach(lc, ss->items)
 		{
 			CodingPushedItem *item = lfirst(lc);
 
+			if (ss->request_ready && !bms_is_member(foreach_current_index(lc), ss->request.sent))
+				continue;
 			appendStringInfo(&buf, "%s%s %s", buf.len ? ", " : "", item->column,
 							 coding_op_name(item->op));
 		}
-		ExplainPropertyText("Coding pushed", buf.data, es);
+		if (buf.len > 0)
+			ExplainPropertyText("Coding pushed", buf.data, es);
 	}
 
 	initStringInfo(&buf);
-	if (!ss->request_ready && !ss->values_need_outer)
-		prepare_request(node, ss);
 	if (ss->request_ready && ss->request.key_lookup)
 		appendStringInfoString(&buf, ss->request.description.data);
 	else if (!ss->request_ready && pushes_code(ss->items))

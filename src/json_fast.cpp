@@ -243,13 +243,11 @@ struct CodingJsonDoc
 /*
  * RowView
  *		What a row view's node points at (through its valuedouble's bits,
- *		which no cJSON function follows): the row object in the document,
- *		and whether the document's strings may hold a NUL.
+ *		which no cJSON function follows): the row object in the document.
  */
 struct RowView
 {
 	dom::object object;
-	bool		may_have_nul;
 };
 
 /*
@@ -344,17 +342,6 @@ struct Arena
 		return n;
 	}
 
-	bool		may_have_nul = true;	/* the document holds a NUL or a \u0000 */
-
-	/* text_len: s's length as cJSON sees it: an embedded \u0000 ends it */
-	size_t		text_len(std::string_view s) const
-	{
-		const char *nul = may_have_nul ?
-			static_cast<const char *>(memchr(s.data(), '\0', s.size())) : nullptr;
-
-		return nul ? static_cast<size_t>(nul - s.data()) : s.size();
-	}
-
 	/* string: a NUL-terminated copy of the first n bytes of s */
 	char	   *string(std::string_view s, size_t n)
 	{
@@ -434,7 +421,7 @@ set_scalar(cJSON *node, dom::element e, Arena &arena, bool in_place)
 		case dom::element_type::STRING:
 			node->type = cJSON_String;
 			str = e.get_string().value_unsafe();
-			len = arena.text_len(str);
+			len = str.size();	/* no NUL inside: coding_json_fix_nul ran */
 			node->valuestring = in_place ? const_cast<char *>(str.data()) :
 				arena.string(str, len);
 			if (node->valuestring == nullptr)
@@ -499,7 +486,7 @@ build(dom::element e, Arena &arena, const Filter *filter, int level)
 
 				if (view == nullptr)
 					return nullptr;
-				new (view) RowView{object, arena.may_have_nul};
+				new (view) RowView{object};
 				static_assert(sizeof(view) <= sizeof(node->valuedouble), "a pointer fits");
 				memcpy(&node->valuedouble, &view, sizeof(view));
 				node->type |= CODING_JSON_VIEW;
@@ -507,7 +494,7 @@ build(dom::element e, Arena &arena, const Filter *filter, int level)
 			}
 			for (dom::key_value_pair field : object)
 			{
-				size_t		klen = arena.text_len(field.key);
+				size_t		klen = field.key.size();
 				int			id = -1;
 				const char *interned = key_table ?
 					key_table->intern(field.key.data(), klen, &id, KeyTable::DOCUMENT_KEYS) :
@@ -544,31 +531,6 @@ build(dom::element e, Arena &arena, const Filter *filter, int level)
 }
 
 /*
- * may_hold_nul
- *		Whether a string of the document can hold a NUL: only a raw NUL byte
- *		or a \u0000 escape makes one.  (glibc's memmem was slower than this
- *		for a two-byte-rare needle.)
- */
-static bool
-may_hold_nul(const char *data, size_t len)
-{
-	const char *p = data;
-	const char *end = data + len;
-
-	if (memchr(data, '\0', len) != nullptr)
-		return true;
-	while ((p = static_cast<const char *>(memchr(p, '\\', end - p))) != nullptr)
-	{
-		if (end - p >= 6 && memcmp(p + 1, "u0000", 5) == 0)
-			return true;
-		p += 2;					/* an escape is two bytes at least */
-		if (p >= end)
-			break;
-	}
-	return false;
-}
-
-/*
  * coding_json_fix_nul (json_fast.h)
  *		Each \u0000 escape (not an escaped backslash before "u0000") becomes
  *		\uFFFD in place, the same six bytes; true if the text holds a raw NUL
@@ -602,7 +564,7 @@ coding_json_fix_nul(char *data, size_t len)
  */
 extern "C" cJSON *
 coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc,
-					   const CodingJsonRowFilter *filter, bool nul_free)
+					   const CodingJsonRowFilter *filter)
 {
 	cJSON	   *root = nullptr;
 	bool		own_parser = filter != nullptr && filter->doc != nullptr;
@@ -630,10 +592,6 @@ coding_json_parse_fast(const char *data, size_t len, coding_json_alloc_fn alloc,
 		if (parser->parse(data, len, false).get(doc) == SUCCESS)
 		{
 			Arena		arena(alloc);
-
-			/* strings hold a NUL only from a raw NUL byte or a \u0000 escape */
-			arena.may_have_nul = !nul_free && may_hold_nul(data, len);
-
 			Filter		rows(filter);
 
 			root = build(doc, arena, &rows, rows.ready() ? 0 : LEVEL_ALL);
@@ -723,10 +681,9 @@ coding_json_view_fields(const cJSON *row, const int16_t *slot_of_key, cJSON *scr
 	{
 		Arena		arena(alloc, 4096);
 
-		arena.may_have_nul = view->may_have_nul;
 		for (dom::key_value_pair field : view->object)
 		{
-			size_t		klen = arena.text_len(field.key);
+			size_t		klen = field.key.size();
 			const KeyTable::Slot *key;
 			int			slot;
 			cJSON	   *node;

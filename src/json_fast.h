@@ -78,13 +78,12 @@ typedef struct CodingJsonRowFilter
  * readable bytes), or NULL if simdjson does not accept it: parse with cJSON
  * then.  With a filter (NULL: none), only the rows' listed keys are built.
  * The tree is read-only: never cJSON_Delete it; it is freed with the memory
- * the allocator took it from.  nul_free: the caller knows no string holds
- * a NUL (coding_json_fix_nul ran), so the text is not searched for one.
+ * the allocator took it from.  The caller runs coding_json_fix_nul first,
+ * so no string holds a NUL (nor is cut at one, as cJSON would).
  */
 extern struct cJSON *coding_json_parse_fast(const char *data, size_t len,
 											coding_json_alloc_fn alloc,
-											const CodingJsonRowFilter *filter,
-											bool nul_free);
+											const CodingJsonRowFilter *filter);
 
 /*
  * Turn each \u0000 escape of a JSON text into \uFFFD, in place (PostgreSQL's

@@ -352,7 +352,6 @@ coding_fdw_validator(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-
 /*
  * user_mapping_options
  *		Options of the user mapping for userid (or PUBLIC) on serverid; NIL if

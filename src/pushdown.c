@@ -523,9 +523,15 @@ china_day(TimestampTz ts)
  * like_keyword
  *		The longest run of literal characters in a LIKE pattern: every row
  *		the pattern matches contains it, so it can be Coding's KEYWORD.
+ *
+ *		For ILIKE ("caseless") the letters i and k end a run too, and are
+ *		left out: PostgreSQL's lower() turns "İ" into "i" (or "i̇") and the
+ *		Kelvin sign into "k", and a Turkish collation "I" into "ı", where
+ *		Coding's own folding differs, so a keyword holding them could miss
+ *		rows that ILIKE matches.  No other letter lowers from or to ASCII.
  */
 static char *
-like_keyword(const char *pattern)
+like_keyword(const char *pattern, bool caseless)
 {
 	StringInfoData run;
 	char	   *best = pstrdup("");
@@ -546,6 +552,13 @@ like_keyword(const char *pattern)
 			if (p[1] == '\0')
 				return NULL;	/* PostgreSQL's own check raises the error */
 			p++;
+		}
+		if (caseless && strchr("iIkK", *p) != NULL)
+		{
+			if (run.len > (int) strlen(best))
+				best = pstrdup(run.data);
+			resetStringInfo(&run);
+			continue;
 		}
 		appendStringInfoChar(&run, *p);
 	}
@@ -674,6 +687,7 @@ typedef struct DateRange
 	bool		has_lower;
 	bool		has_upper;
 	bool		unset;			/* IS NULL */
+	Bitmapset  *items;			/* the items that narrowed it */
 } DateRange;
 
 /*
@@ -682,6 +696,7 @@ typedef struct DateRange
  *		IssueType, Conditions (issues), Status/Assignee/Keywords/dates
  *		(iterations), or the codes to look up.  An item whose value cannot be
  *		expressed is simply not sent: the local check still applies.
+ *		req->sent says which items shaped the request, for EXPLAIN.
  */
 void
 coding_build_request(CodingRequest *req, CodingResource res,
@@ -693,6 +708,7 @@ coding_build_request(CodingRequest *req, CodingResource res,
 	List	   *used_keys = NIL;
 	ListCell   *lc;
 	int			i = 0;
+	int			code_item = -1;
 
 	memset(req, 0, sizeof(*req));
 	req->issue_type = table_issue_type;
@@ -709,6 +725,11 @@ coding_build_request(CodingRequest *req, CodingResource res,
 		Oid			type = types[i];
 		List	   *texts = NIL;
 		int			k;
+		int			nconditions = cJSON_GetArraySize(req->conditions);
+		int			nfields = cJSON_GetArraySize(req->iteration_fields);
+		const char *issue_type = req->issue_type;
+		bool		key_lookup = req->key_lookup;
+		bool		empty = req->empty;
 
 		i++;
 		for (k = 0; k < (int) lengthof(pushable); k++)
@@ -721,6 +742,7 @@ coding_build_request(CodingRequest *req, CodingResource res,
 		if (item->op != CODING_OP_NULL && null)
 		{
 			req->empty = true;
+			req->sent = bms_add_member(req->sent, i - 1);
 			continue;
 		}
 
@@ -773,23 +795,26 @@ coding_build_request(CodingRequest *req, CodingResource res,
 					if (item->op == CODING_OP_NULL)
 					{
 						r->unset = true;
+						r->items = bms_add_member(r->items, i - 1);
 						break;
 					}
 					if (!datum_timestamptz(d, type, &ts))
 						break;
-					if (item->op == CODING_OP_EQ || item->op == CODING_OP_GT ||
-						item->op == CODING_OP_GE)
+					if ((item->op == CODING_OP_EQ || item->op == CODING_OP_GT ||
+						 item->op == CODING_OP_GE) &&
+						(!r->has_lower || ts > r->lower))
 					{
-						if (!r->has_lower || ts > r->lower)
-							r->lower = ts;
+						r->lower = ts;
 						r->has_lower = true;
+						r->items = bms_add_member(r->items, i - 1);
 					}
-					if (item->op == CODING_OP_EQ || item->op == CODING_OP_LT ||
-						item->op == CODING_OP_LE)
+					if ((item->op == CODING_OP_EQ || item->op == CODING_OP_LT ||
+						 item->op == CODING_OP_LE) &&
+						(!r->has_upper || ts < r->upper))
 					{
-						if (!r->has_upper || ts < r->upper)
-							r->upper = ts;
+						r->upper = ts;
 						r->has_upper = true;
+						r->items = bms_add_member(r->items, i - 1);
 					}
 				}
 				break;
@@ -798,7 +823,8 @@ coding_build_request(CodingRequest *req, CodingResource res,
 			case PK_ITER_KEYWORDS:
 				{
 					char	   *t = datum_text(d, type);
-					char	   *kw = item->op == CODING_OP_EQ ? t : like_keyword(t);
+					char	   *kw = item->op == CODING_OP_EQ ? t :
+						like_keyword(t, item->op == CODING_OP_ILIKE);
 
 					if (kw == NULL || kw[0] == '\0')
 						break;
@@ -829,6 +855,7 @@ coding_build_request(CodingRequest *req, CodingResource res,
 				if (!value_texts(d, type, item->op, pc, &texts))
 					break;
 				req->key_lookup = true;
+				code_item = i - 1;
 				{
 					ListCell   *lc2;
 
@@ -884,6 +911,13 @@ coding_build_request(CodingRequest *req, CodingResource res,
 				}
 				break;
 		}
+
+		/* whether this item changed what is sent (date ranges: below) */
+		if (cJSON_GetArraySize(req->conditions) != nconditions ||
+			cJSON_GetArraySize(req->iteration_fields) != nfields ||
+			req->issue_type != issue_type || req->key_lookup != key_lookup ||
+			req->empty != empty)
+			req->sent = bms_add_member(req->sent, i - 1);
 	}
 
 	/* date ranges: whole China-time days containing the bounds */
@@ -892,6 +926,9 @@ coding_build_request(CodingRequest *req, CodingResource res,
 		DateRange  *r = &ranges[i];
 		cJSON	   *c;
 
+		if (!r->unset && !r->has_lower && !r->has_upper)
+			continue;			/* no value could be sent */
+		req->sent = bms_add_members(req->sent, r->items);
 		if (r->unset && (r->has_lower || r->has_upper))
 		{
 			req->empty = true;	/* NULL and in a range: never */
@@ -914,8 +951,11 @@ coding_build_request(CodingRequest *req, CodingResource res,
 	}
 
 	/* the EXPLAIN text of what is sent */
-	if (req->key_lookup)
+	if (req->key_lookup && !req->empty)
 	{
+		/* the codes replace the listing: only the code item is sent */
+		req->sent = bms_make_singleton(code_item);
+
 		appendStringInfoString(&req->description, "DescribeIssue IssueCode IN (");
 		foreach(lc, req->codes)
 			appendStringInfo(&req->description, "%s%d",

@@ -126,15 +126,22 @@ record pg_regress "$p" "$f"
 fi
 
 # 3. script tests: each prints its own "N passed, N failed"
+SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-900}
 for t in "${SCRIPTS[@]}"; do
     [ -e "$t" ] || continue
     name=$(basename "$t")
     wanted "$name" || continue
     echo "== $name"
+    # a hung script ends as a failure, not as the whole run's time-out
+    # (timeout signals its process group: the script's simulator too)
     case "$t" in
-        *.py) out=$(python3 "$t" 2>&1); rc=$? ;;
-        *) out=$(bash "$t" 2>&1); rc=$? ;;
+        *.py) out=$(timeout -k 10 "$SCRIPT_TIMEOUT" python3 "$t" 2>&1); rc=$? ;;
+        *) out=$(timeout -k 10 "$SCRIPT_TIMEOUT" bash "$t" 2>&1); rc=$? ;;
     esac
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        out="$out
+FAIL $name did not end within $SCRIPT_TIMEOUT s (SCRIPT_TIMEOUT)"
+    fi
     # the seed (to reproduce) and every failure, wherever it is, then the end
     echo "$out" | grep -E '^(seed|FAIL)' | cut -c1-2000
     echo "$out" | tail -${TAIL_LINES:-15}

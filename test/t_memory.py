@@ -8,6 +8,8 @@ row (raw included) and then reads its own peak resident size (VmHWM) from
 scan of 2,000; buffering the table would need well over 100 MB.  The
 figures themselves are benchmarked in bench/ (issue #4).
 """
+import subprocess
+
 from pgtest import Results, psql, scenario, setup_db
 
 DB = "t_memory"
@@ -46,6 +48,26 @@ def main():
             assert hwm_large - hwm_small < LIMIT_KB, "memory grew with the table"
         res.check("peak memory of a 100,000-issue scan stays within 16 MB of a 2,000-issue scan",
                   bounded)
+
+        def servers_come_and_go():
+            # a session that scans through servers created and dropped (a
+            # pooled session serving many teams): what it keeps per server
+            # is bounded (it grew by ~230 bytes per server, for good)
+            one = ("CREATE SERVER s_tmp FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', "
+                   "project 'small', api_url '%s', rate_limit '100000'); "
+                   "CREATE USER MAPPING FOR CURRENT_USER SERVER s_tmp OPTIONS (token 'secret-token'); "
+                   "CREATE FOREIGN TABLE ft_tmp (code int) SERVER s_tmp OPTIONS (resource 'iterations'); "
+                   "SELECT count(*) FROM ft_tmp; DROP SERVER s_tmp CASCADE;\n" % sim.url)
+            top = ("SELECT 'top', used_bytes FROM pg_backend_memory_contexts "
+                   "WHERE name = 'TopMemoryContext';\n")
+            out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", DB],
+                                 input=one * 100 + top + one * 150 + top, text=True,
+                                 capture_output=True, check=True, timeout=300).stdout
+            used = [int(line.split("|")[1]) for line in out.splitlines() if line.startswith("top|")]
+            print("     TopMemoryContext after 100 servers: %d bytes, after 250: %d" % tuple(used))
+            assert used[1] - used[0] < 4096, "grew by %d bytes over 150 servers" % (used[1] - used[0])
+        res.check("a session scanning 250 servers created and dropped keeps bounded memory",
+                  servers_come_and_go)
     res.finish()
 
 

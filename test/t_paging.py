@@ -232,6 +232,31 @@ def main():
             res.check("no call nobody needed: %s asks for pages %s" % (what, want),
                       no_wasted_call(sql, want))
 
+        def idle_between_fetches():
+            # page 2 is asked for ahead while page 1 is read; the client then
+            # idles past request_timeout_ms before fetching on: that page
+            # is sent again (as the same attempt), not reported timed out
+            clear()
+            # page 2 answers 0.1 s late, so it is still in flight when the
+            # client goes idle (and its answer arrives unread)
+            sim.fault(type="delay", seconds=0.1, skip=1, count=1)
+            server_option("request_timeout_ms", "300")
+            server_option("max_retries", "0")
+            try:
+                out = psql("SET cursor_tuple_fraction = 1; BEGIN; "
+                           "DECLARE c CURSOR FOR SELECT code FROM p1000.issues; "
+                           "FETCH 50 FROM c; SELECT pg_sleep(0.6); FETCH ALL FROM c; COMMIT",
+                           db=DB, check=False)
+            finally:
+                server_option("request_timeout_ms", None)
+                server_option("max_retries", None)
+            assert out.returncode == 0, out.stderr
+            codes = [int(x) for x in out.stdout.split()]
+            assert sorted(codes) == list(range(1, 1001)), "%d rows" % len(codes)
+            assert list_pages() == [1, 2, 2] + list(range(3, 11)), list_pages()
+        res.check("a page asked for ahead outlives a client idle past request_timeout_ms: "
+                  "sent again, no error", idle_between_fetches)
+
         # ---- retries inside a scan --------------------------------------------
 
         server_option("max_retries", "3")
