@@ -119,24 +119,30 @@ coding_ratelimit_shared(void)
 
 /*
  * take_slot
- *		The schedule slot of a team at one spacing in "slots" (creating it),
- *		or NULL if all are taken or the name is too long.  Called under the
+ *		The schedule slot of a team at one spacing in "slots", or NULL if
+ *		there is none (a name too long for a slot shares the schedule of
+ *		its first RATE_TEAM_LEN - 1 bytes).  With "create", a missing one
+ *		takes an empty slot or one whose schedule is past (its next free time
+ *		has come, so it holds nothing anyone waits for): the slots are never
+ *		used up, however many teams and rates come and go.  Called under the
  *		lock if shared.
  */
 static RateSlot *
-take_slot(RateSlot *slots, const char *team, int64 interval)
+take_slot(RateSlot *slots, const char *team, int64 interval, int64 now, bool create)
 {
+	char		key[RATE_TEAM_LEN];
 	int			i;
 
-	if (strlen(team) >= RATE_TEAM_LEN)
+	strlcpy(key, team, RATE_TEAM_LEN);
+	for (i = 0; i < RATE_SLOTS; i++)
+		if (slots[i].interval_us == interval && strcmp(slots[i].team, key) == 0)
+			return &slots[i];
+	if (!create)
 		return NULL;
 	for (i = 0; i < RATE_SLOTS; i++)
-		if (slots[i].interval_us == interval && strcmp(slots[i].team, team) == 0)
-			return &slots[i];
-	for (i = 0; i < RATE_SLOTS; i++)
-		if (slots[i].team[0] == '\0')
+		if (slots[i].team[0] == '\0' || slots[i].next_us <= now)
 		{
-			strlcpy(slots[i].team, team, RATE_TEAM_LEN);
+			strlcpy(slots[i].team, key, RATE_TEAM_LEN);
 			slots[i].interval_us = interval;
 			slots[i].next_us = 0;
 			return &slots[i];
@@ -184,7 +190,7 @@ coding_ratelimit_reserve(const char *team, double rate, int64 *at)
 	if (rate_shared)
 	{
 		SpinLockAcquire(&rate_shared->lock);
-		slot = take_slot(rate_shared->slots, team, interval);
+		slot = take_slot(rate_shared->slots, team, interval, now, true);
 		if (slot)
 		{
 			reserved = reserve_in(slot, now, at);
@@ -198,9 +204,13 @@ coding_ratelimit_reserve(const char *team, double rate, int64 *at)
 	if (rate_local == NULL)
 		rate_local = MemoryContextAllocZero(TopMemoryContext,
 											sizeof(RateSlot) * RATE_SLOTS);
-	slot = take_slot(rate_local, team, interval);
+	slot = take_slot(rate_local, team, interval, now, true);
 	if (slot == NULL)
-		return true;			/* more than 64 schedules in one backend */
+	{
+		/* RATE_SLOTS schedules all busy this very second: ask again soon */
+		*at = now + RATE_HORIZON_US / 10;
+		return false;
+	}
 	return reserve_in(slot, now, at);
 }
 
@@ -223,14 +233,14 @@ coding_ratelimit_release(const char *team, double rate, int64 at)
 	if (rate_shared)
 	{
 		SpinLockAcquire(&rate_shared->lock);
-		slot = take_slot(rate_shared->slots, team, interval);
+		slot = take_slot(rate_shared->slots, team, interval, 0, false);
 		if (slot && slot->next_us == at + interval)
 			slot->next_us = at;
 		SpinLockRelease(&rate_shared->lock);
 		if (slot)
 			return;
 	}
-	if (rate_local && (slot = take_slot(rate_local, team, interval)) != NULL &&
+	if (rate_local && (slot = take_slot(rate_local, team, interval, 0, false)) != NULL &&
 		slot->next_us == at + interval)
 		slot->next_us = at;
 }

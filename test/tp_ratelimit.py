@@ -229,6 +229,35 @@ def main():
                   % (last - t0))
             assert last - t0 < 2.5, "sent %.1f s after it was asked for" % (last - t0)
         res.check("two sessions cancelled while they wait do not push the schedule out", cancelled_waits)
+
+        def many_schedules():
+            # one session that has used 150 (team, rate) schedules, more than
+            # there are slots (64 shared, then 64 of its own): the limit still
+            # holds (it used to switch itself off for good)
+            fresh_start()
+            other_server("many", "1000")
+            # each call reserves a send time in its schedule before it
+            # connects: against a port nobody listens on, 150 schedules cost
+            # no request to the simulator (whose own limit is 10/s)
+            script = ("ALTER SERVER many OPTIONS (SET api_url 'http://127.0.0.1:9/open-api', "
+                      "ADD max_retries '0');\n")
+            script += "".join("ALTER SERVER many OPTIONS (SET rate_limit '%d'); "
+                              "DO $$ BEGIN PERFORM count(*) FROM many_it; "
+                              "EXCEPTION WHEN fdw_unable_to_establish_connection THEN NULL; END $$;\n"
+                              % (1000 + k) for k in range(150))
+            script += "ALTER SERVER many OPTIONS (SET rate_limit '2', SET api_url '%s');\n" % sim.url
+            sim.call("DELETE", "/_sim/log")
+            script += "SELECT count(*) FROM many_it;\n" * 4
+            r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", DB], input=script,
+                               text=True, capture_output=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+            stamps = sorted(e["ts"] for e in sim.call("GET", "/_sim/log?action=DescribeIterationList")["requests"])
+            assert len(stamps) == 4, stamps
+            gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+            print("     at rate_limit 2 after 150 schedules: gaps %s s" % ", ".join("%.2f" % g for g in gaps))
+            # 0.51 s apart at 2/s; 10 ms of slack for the log's clock
+            assert min(gaps) >= 0.5, gaps
+        res.check("a session that used more schedules than there are slots is still limited", many_schedules)
     res.finish()
 
 
