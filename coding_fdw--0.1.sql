@@ -178,6 +178,25 @@ BEGIN
   RETURN s;
 END $$;
 
+-- The issue columns only DescribeIssue returns (interface.md §2): what a
+-- subscription without details drops, and what _refresh_details reads.
+CREATE FUNCTION _detail_columns() RETURNS name[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+  SELECT ARRAY['assignee', 'creator', 'watchers', 'files', 'sub_tasks', 'third_links',
+               'project_module', 'requirement_type', 'defect_type', 'epic', 'parent']::name[]
+$$;
+
+-- A synced table's columns (without synced_at and synced_by; only those in
+-- "names" when given), each after "prefix", comma-separated in column
+-- order: the lists the apply steps build their statements from.
+CREATE FUNCTION _column_list(rel regclass, prefix text, names name[] DEFAULT NULL) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+  SELECT string_agg(prefix || quote_ident(attname), ', ' ORDER BY attnum)
+    FROM pg_attribute
+   WHERE attrelid = rel AND attnum > 0 AND NOT attisdropped
+     AND attname NOT IN ('synced_at', 'synced_by') AND (names IS NULL OR attname = ANY (names))
+$$;
+
 CREATE FUNCTION sync_start(server name, into_schema name,
                            mode text DEFAULT 'polling',
                            poll_interval interval DEFAULT '2 minutes',
@@ -275,10 +294,8 @@ BEGIN
   -- costs pages, not one DescribeIssue per issue (the worker copies the
   -- columns the local table has)
   IF NOT details THEN
-    EXECUTE format('ALTER TABLE %I.issues DROP COLUMN assignee, DROP COLUMN creator, DROP COLUMN watchers, '
-                   'DROP COLUMN files, DROP COLUMN sub_tasks, DROP COLUMN third_links, '
-                   'DROP COLUMN project_module, DROP COLUMN requirement_type, DROP COLUMN defect_type, '
-                   'DROP COLUMN epic, DROP COLUMN parent', into_schema);
+    EXECUTE format('ALTER TABLE %I.issues %s', into_schema,
+                   (SELECT string_agg(format('DROP COLUMN %I', c), ', ') FROM unnest(coding_fdw._detail_columns()) c));
   END IF;
 
   PERFORM coding_fdw._register(srv, server, into_schema, src, mode, poll_interval, webhook_secret,
@@ -354,23 +371,45 @@ DECLARE
   last_event bigint := (SELECT max(id) FROM coding_fdw.webhook_event
                          WHERE server_oid = s.server_oid AND state = 'pending');
   deadline timestamptz := clock_timestamp() + timeout;
+  cur coding_fdw.subscription;
 BEGIN
   IF timeout IS NULL THEN
     RAISE EXCEPTION 'argument "timeout" must not be NULL' USING ERRCODE = 'null_value_not_allowed',
       HINT = 'Give an interval such as ''10 minutes''; statement_timeout also ends the wait.';
   END IF;
   LOOP
-    IF (SELECT applied >= target FROM coding_fdw.subscription WHERE server_oid = s.server_oid)
+    SELECT * INTO cur FROM coding_fdw.subscription WHERE server_oid = s.server_oid;
+    IF cur.applied >= target
        AND NOT EXISTS (SELECT 1 FROM coding_fdw.webhook_event
                         WHERE server_oid = s.server_oid AND state = 'pending' AND id <= last_event) THEN
       RETURN true;
     END IF;
-    IF clock_timestamp() >= deadline THEN
+    -- a failed sync is retried at next_poll (sync_now: at once): when that
+    -- is past the deadline, waiting on cannot help
+    IF clock_timestamp() >= deadline
+       OR (cur.state = 'error' AND cur.applied < target AND cur.next_poll > deadline) THEN
+      IF cur.state = 'error' THEN
+        RAISE NOTICE 'the last sync of server "%" failed: %', server, cur.last_error
+          USING DETAIL = format('The worker retries at %s.', cur.next_poll),
+                HINT = 'coding_fdw.sync_status shows the error; coding_fdw.sync_now retries at once.';
+      END IF;
       RETURN false;
     END IF;
     PERFORM pg_sleep(0.02);     -- latch-based, so Ctrl-C ends the wait
   END LOOP;
 END $$;
+
+-- A subscription's rows, gone (sync_stop, a dropped server).  Runs with
+-- its caller's rights: only the extension's SECURITY DEFINER functions may
+-- touch those tables.
+CREATE FUNCTION _forget(srv oid) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+  DELETE FROM coding_fdw.subscription WHERE server_oid = srv;
+  DELETE FROM coding_fdw.webhook_event WHERE server_oid = srv;
+  DELETE FROM coding_fdw.webhook_counts WHERE server_oid = srv;
+  DELETE FROM coding_fdw.tombstone WHERE server_oid = srv;
+$$;
+REVOKE EXECUTE ON FUNCTION _forget(oid) FROM PUBLIC;
 
 CREATE FUNCTION sync_stop(server name, drop_tables boolean DEFAULT false) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
@@ -393,10 +432,7 @@ BEGIN
       END IF;
     END LOOP;
   END IF;
-  DELETE FROM coding_fdw.subscription WHERE server_oid = s.server_oid;
-  DELETE FROM coding_fdw.webhook_event WHERE server_oid = s.server_oid;
-  DELETE FROM coding_fdw.webhook_counts WHERE server_oid = s.server_oid;
-  DELETE FROM coding_fdw.tombstone WHERE server_oid = s.server_oid;
+  PERFORM coding_fdw._forget(s.server_oid);
   PERFORM coding_fdw.wake_worker();
 END $$;
 
@@ -415,10 +451,7 @@ BEGIN
                    AND d.objid IN (SELECT server_oid FROM coding_fdw.subscription));
   FOREACH srv IN ARRAY gone LOOP
     EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', format('coding_fdw_src_%s', srv));
-    DELETE FROM coding_fdw.subscription WHERE server_oid = srv;
-    DELETE FROM coding_fdw.webhook_event WHERE server_oid = srv;
-    DELETE FROM coding_fdw.webhook_counts WHERE server_oid = srv;
-    DELETE FROM coding_fdw.tombstone WHERE server_oid = srv;
+    PERFORM coding_fdw._forget(srv);
   END LOOP;
   IF cardinality(gone) > 0 THEN
     PERFORM coding_fdw.wake_worker();
@@ -493,13 +526,9 @@ DECLARE
   filter text := '';
   buried bigint;
 BEGIN
-  SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum),
-         string_agg('EXCLUDED.' || quote_ident(attname), ', ' ORDER BY attnum),
-         string_agg('d.' || quote_ident(attname), ', ' ORDER BY attnum)
-    INTO cols, excluded_cols, current_cols
-    FROM pg_attribute
-   WHERE attrelid = format('%I.%I', dst, tbl)::regclass AND attnum > 0 AND NOT attisdropped
-     AND attname NOT IN ('synced_at', 'synced_by');
+  cols := coding_fdw._column_list(format('%I.%I', dst, tbl)::regclass, '');
+  excluded_cols := coding_fdw._column_list(format('%I.%I', dst, tbl)::regclass, 'EXCLUDED.');
+  current_cols := coding_fdw._column_list(format('%I.%I', dst, tbl)::regclass, 'd.');
   IF since IS NOT NULL THEN
     filter := 'WHERE updated_at >= $1';
   END IF;
@@ -585,17 +614,15 @@ DECLARE
   d_cols text;
   n bigint;
 BEGIN
-  SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum),
-         string_agg('s.' || quote_ident(attname), ', ' ORDER BY attnum),
-         string_agg('d.' || quote_ident(attname), ', ' ORDER BY attnum)
-    INTO cols, s_cols, d_cols
-    FROM pg_attribute
-   WHERE attrelid = format('%I.issues', dst)::regclass AND attnum > 0 AND NOT attisdropped
-     AND attname IN ('assignee', 'creator', 'watchers', 'files', 'sub_tasks', 'third_links',
-                     'project_module', 'requirement_type', 'defect_type', 'epic', 'parent');
-  IF cols IS NULL OR codes IS NULL OR cardinality(codes) = 0 THEN
+  IF codes IS NULL OR cardinality(codes) = 0 THEN
     RETURN 0;
   END IF;
+  cols := coding_fdw._column_list(format('%I.issues', dst)::regclass, '', coding_fdw._detail_columns());
+  IF cols IS NULL THEN
+    RETURN 0;               -- details => false
+  END IF;
+  s_cols := coding_fdw._column_list(format('%I.issues', dst)::regclass, 's.', coding_fdw._detail_columns());
+  d_cols := coding_fdw._column_list(format('%I.issues', dst)::regclass, 'd.', coding_fdw._detail_columns());
   EXECUTE format('WITH s AS MATERIALIZED (SELECT code, %1$s FROM %2$I.issues WHERE code = ANY($1)),
                        up AS (UPDATE %3$I.issues d SET (%1$s, synced_at, synced_by) = (%4$s, now(), $2)
                                 FROM s WHERE d.code = s.code AND (%5$s) IS DISTINCT FROM (%4$s)
@@ -698,12 +725,14 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp 
 $$;
 
 -- A failed sync: keep tables and cursor as they were, say why, retry soon.
-CREATE FUNCTION _failed(srv oid, message text) RETURNS void
+CREATE FUNCTION _failed(srv oid, message text, sqlstate text) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   -- the retry waits poll_interval (at most 30 s), twice as long after each
   -- further failure, up to 10 minutes: a sync that fails on a missing
   -- permission after its DescribeIssue calls must not spend the team's
-  -- rate limit every 30 s (sync_now retries at once)
+  -- rate limit every 30 s (sync_now retries at once).  "sqlstate" is
+  -- taken for the worker's one calling convention (_events_failed uses
+  -- it); a sync is retried whatever the cause
   UPDATE coding_fdw.subscription
      SET state = 'error', last_error = message, last_error_at = now(),
          next_poll = now() + least(greatest(
@@ -989,6 +1018,9 @@ CREATE FUNCTION _events_due(srv oid, lim int)
 RETURNS TABLE (id bigint, event text, payload jsonb)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 BEGIN
+  IF NOT EXISTS (SELECT 1 FROM coding_fdw.subscription s WHERE s.server_oid = srv) THEN
+    RETURN;                 -- stopped meanwhile (sync_stop): nothing is due
+  END IF;
   IF NOT coding_fdw._owns(srv) THEN
     RAISE EXCEPTION 'permission denied for the subscription of server %', srv USING ERRCODE = 'insufficient_privilege';
   END IF;
@@ -997,10 +1029,22 @@ BEGIN
                 ORDER BY e.id LIMIT lim;
 END $$;
 
+-- What a failure to apply events makes of them (_events_done): "retry"
+-- when Coding could not be reached or asked us to wait (network, HTTP 5xx,
+-- rate limit after the call's own retries), which no number of attempts
+-- should turn into a dead letter; else "failed".
+CREATE FUNCTION _failure_outcome(sqlstate text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+  SELECT CASE WHEN sqlstate IN ('HV00N', 'HV000', '53400') THEN 'retry' ELSE 'failed' END
+$$;
+
 -- Record the outcome of events: applied or ignored, or failed with an
 -- error: retried with backoff (1 s doubling, at most 5 minutes) until
--- coding_fdw.webhook_max_attempts, then a dead letter; or dead at once (an
--- event that no retry can make apply).
+-- coding_fdw.webhook_max_attempts, then a dead letter (and a poll soon, to
+-- repair what the event would have changed); "retry" (Coding unreachable)
+-- is retried with the same backoff without counting an attempt, for as
+-- long as the outage lasts; or dead at once (an event that no retry can
+-- make apply).
 CREATE FUNCTION _events_done(srv oid, ids bigint[], outcomes text[], errors text[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
@@ -1009,17 +1053,25 @@ DECLARE
   n_ignored bigint;
   n_dead bigint;
 BEGIN
+  IF NOT EXISTS (SELECT 1 FROM coding_fdw.subscription WHERE server_oid = srv) THEN
+    RETURN;                 -- stopped meanwhile (sync_stop): its events are gone
+  END IF;
   IF NOT coding_fdw._owns(srv) THEN
     RAISE EXCEPTION 'permission denied for the subscription of server %', srv USING ERRCODE = 'insufficient_privilege';
   END IF;
   WITH u AS (
     UPDATE coding_fdw.webhook_event e
-       SET state = CASE WHEN x.outcome <> 'failed' THEN x.outcome
+       SET state = CASE WHEN x.outcome = 'retry' THEN 'pending'
+                        WHEN x.outcome <> 'failed' THEN x.outcome
                         WHEN e.attempts + 1 >= max_attempts THEN 'dead' ELSE 'pending' END,
            attempts = e.attempts + (x.outcome = 'failed')::int,
            last_error = x.error,
            next_attempt = CASE WHEN x.outcome = 'failed'
                                THEN now() + least(interval '1 second' * 2 ^ e.attempts, interval '5 minutes')
+                               WHEN x.outcome = 'retry'
+                               THEN now() + least(greatest(CASE WHEN e.next_attempt > e.done_at
+                                                                THEN (e.next_attempt - e.done_at) * 2 END,
+                                                           interval '1 second'), interval '5 minutes')
                                ELSE e.next_attempt END,
            done_at = clock_timestamp()
       FROM unnest(ids, outcomes, errors) x(id, outcome, error)
@@ -1032,13 +1084,17 @@ BEGIN
   VALUES (srv, 'worker', n_applied, n_ignored, n_dead)
   ON CONFLICT (server_oid, who) DO UPDATE
     SET applied = c.applied + n_applied, ignored = c.ignored + n_ignored, dead = c.dead + n_dead;
+  IF n_dead > 0 THEN
+    PERFORM coding_fdw._poll_soon(srv);
+  END IF;
 END $$;
 
 -- The worker could not run _apply_events at all: every due event counts a
--- failed attempt with the message.
-CREATE FUNCTION _events_failed(srv oid, message text) RETURNS void
+-- failed attempt with the message (or waits, when Coding was unreachable).
+CREATE FUNCTION _events_failed(srv oid, message text, sqlstate text) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
-  SELECT coding_fdw._events_done(srv, array_agg(id), array_agg('failed'::text), array_agg(message))
+  SELECT coding_fdw._events_done(srv, array_agg(id), array_agg(coding_fdw._failure_outcome(sqlstate)),
+                                 array_agg(message))
     FROM coding_fdw._events_due(srv, 1000)
 $$;
 
@@ -1067,6 +1123,7 @@ DECLARE
   ev record;
   tbl text;
   n int := 0;
+  err_state text;
   ids bigint[] := '{}';
   outcomes text[] := '{}';
   errors text[] := '{}';
@@ -1159,15 +1216,20 @@ BEGIN
           coalesce((counts->tbl->>2)::bigint, 0) + (res = 'delete')::int]));
       END IF;
     EXCEPTION WHEN OTHERS THEN
-      GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+      GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, err_state = RETURNED_SQLSTATE;
         msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
       ids := ids || ev.id;
-      outcomes := outcomes || 'failed'::text;
+      outcomes := outcomes || coding_fdw._failure_outcome(err_state);
       errors := errors || msg;
     END;
   END LOOP;
 
   IF cardinality(it_ids) > 0 THEN
+    -- Coding takes the issues out of a deleted iteration and sends no issue
+    -- event for that: a poll reads them
+    IF 'ITERATION_DELETED' = ANY (it_events) THEN
+      PERFORM coding_fdw._poll_soon(srv);
+    END IF;
     BEGIN
       SELECT * INTO r FROM coding_fdw._webhook_iterations(srv, s.into_schema, team, project,
                                                           it_ids, it_events, it_payloads);
@@ -1195,10 +1257,10 @@ BEGIN
               coalesce((counts->'iterations'->>2)::bigint, 0) + (res = 'delete')::int]));
           END IF;
         EXCEPTION WHEN OTHERS THEN
-          GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+          GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, err_state = RETURNED_SQLSTATE;
         msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
           ids := ids || it_ids[i];
-          outcomes := outcomes || 'failed'::text;
+          outcomes := outcomes || coding_fdw._failure_outcome(err_state);
           errors := errors || msg;
         END;
       END LOOP;
@@ -1241,12 +1303,12 @@ BEGIN
         END IF;
         msg := NULL;
       EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, err_state = RETURNED_SQLSTATE;
         msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
       END;
       picked := ARRAY(SELECT i FROM unnest(issue_ids, issue_codes) u(i, c) WHERE c = ANY(refresh));
       ids := ids || picked;
-      outcomes := outcomes || array_fill(CASE WHEN msg IS NULL THEN 'applied' ELSE 'failed' END,
+      outcomes := outcomes || array_fill(CASE WHEN msg IS NULL THEN 'applied' ELSE coding_fdw._failure_outcome(err_state) END,
                                          ARRAY[cardinality(picked)]);
       errors := errors || array_fill(msg, ARRAY[cardinality(picked)]);
     END IF;
@@ -1281,11 +1343,11 @@ BEGIN
             + coding_fdw._refresh_details(s.source_schema, s.into_schema, 'webhook', related),
           coalesce((counts->'issues'->>2)::bigint, 0)]));
       EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, err_state = RETURNED_SQLSTATE;
         msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
         FOR i IN 1 .. cardinality(ids) LOOP
           IF ids[i] = ANY(issue_ids) AND outcomes[i] = 'applied' THEN
-            outcomes[i] := 'failed';
+            outcomes[i] := coding_fdw._failure_outcome(err_state);
             errors[i] := msg;
           END IF;
         END LOOP;
@@ -1307,11 +1369,11 @@ BEGIN
           + coding_fdw._refresh_iteration_copies(s.source_schema, s.into_schema, 'webhook', picked::int[]),
         coalesce((counts->'issues'->>2)::bigint, 0)]));
     EXCEPTION WHEN OTHERS THEN
-      GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+      GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, err_state = RETURNED_SQLSTATE;
       msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
       FOR i IN 1 .. cardinality(ids) LOOP
         IF ids[i] = ANY(it_ids) AND outcomes[i] = 'applied' THEN
-          outcomes[i] := 'failed';
+          outcomes[i] := coding_fdw._failure_outcome(err_state);
           errors[i] := msg;
         END IF;
       END LOOP;
@@ -1365,8 +1427,17 @@ SELECT coding_fdw._server_name(s.server_oid, s.server_name) AS server, t.table_n
        coalesce(wl.received, 0) AS webhook_received,
        coalesce(ww.applied, 0) AS webhook_applied,
        coalesce(wl.rejected, 0) AS webhook_rejected,
-       s.last_error, s.last_error_at
+       -- the newest error: the sync's, or a webhook event's still in the
+       -- inbox (waiting for its retry) or in the dead letters
+       CASE WHEN ev.done_at > s.last_error_at OR s.last_error IS NULL THEN ev.last_error
+            ELSE s.last_error END AS last_error,
+       CASE WHEN ev.done_at > s.last_error_at OR s.last_error IS NULL THEN ev.done_at
+            ELSE s.last_error_at END AS last_error_at
   FROM coding_fdw.subscription s
+  LEFT JOIN LATERAL (SELECT e.last_error, e.done_at FROM coding_fdw.webhook_event e
+                      WHERE e.server_oid = s.server_oid AND e.state IN ('pending', 'dead')
+                        AND e.last_error IS NOT NULL
+                      ORDER BY e.done_at DESC LIMIT 1) ev ON true
  CROSS JOIN (VALUES ('issues'), ('iterations'), ('project_members')) t(table_name)
   LEFT JOIN coding_fdw.sync_counts f ON f.server_oid = s.server_oid AND f.table_name = t.table_name AND f.source = 'full'
   LEFT JOIN coding_fdw.sync_counts p ON p.server_oid = s.server_oid AND p.table_name = t.table_name AND p.source = 'poll'

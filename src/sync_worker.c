@@ -260,7 +260,9 @@ find_due(long *sleep_ms)
 		SPI_execute("SELECT server_oid, owner_oid,"
 					" coding_fdw._server_name(s.server_oid, s.server_name)::text,"
 					" next_poll <= now() OR (requested > applied AND state <> 'error'),"
-					" greatest(0, extract(epoch FROM least(next_poll, greatest(e.next_attempt, now())) - now()) * 1000)::bigint,"
+					" (extract(epoch FROM least(greatest(next_poll, now()),"
+					"                          CASE WHEN e.next_attempt IS NOT NULL THEN greatest(e.next_attempt, now()) END,"
+					"                          now() + interval '1 hour') - now()) * 1000)::bigint,"
 					" coalesce(e.next_attempt <= now(), false)"
 					" FROM coding_fdw.subscription s"
 					" LEFT JOIN LATERAL (SELECT min(next_attempt) AS next_attempt"
@@ -304,15 +306,15 @@ find_due(long *sleep_ms)
 
 /*
  * run_sql
- *		One statement with one oid (and maybe one text) argument, in its own
- *		transaction, as "role".  Returns the first column of the first row
- *		if it is a true boolean.
+ *		One statement with one oid argument (and maybe two text ones: an
+ *		error message and its SQLSTATE), in its own transaction, as "role".
+ *		Returns the first column of the first row if it is a true boolean.
  */
 static bool
-run_sql(const char *sql, Oid role, Oid server, const char *message)
+run_sql(const char *sql, Oid role, Oid server, const char *message, const char *sqlstate)
 {
-	Oid			types[2] = {OIDOID, TEXTOID};
-	Datum		values[2];
+	Oid			types[3] = {OIDOID, TEXTOID, TEXTOID};
+	Datum		values[3];
 	Oid			save_userid;
 	int			save_sec;
 	int			save_nestlevel;
@@ -335,7 +337,8 @@ run_sql(const char *sql, Oid role, Oid server, const char *message)
 	acting_role = role;
 	values[0] = ObjectIdGetDatum(server);
 	values[1] = message ? CStringGetTextDatum(message) : (Datum) 0;
-	if (SPI_execute_with_args(sql, message ? 2 : 1, types, values, NULL, false, 0) < 0)
+	values[2] = sqlstate ? CStringGetTextDatum(sqlstate) : (Datum) 0;
+	if (SPI_execute_with_args(sql, message ? 3 : 1, types, values, NULL, false, 0) < 0)
 		elog(ERROR, "coding_fdw: SPI failed for \"%s\"", sql);
 	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts > 0 &&
 		SPI_tuptable->tupdesc->attrs[0].atttypid == BOOLOID)
@@ -355,10 +358,44 @@ run_sql(const char *sql, Oid role, Oid server, const char *message)
 }
 
 /*
+ * record_failure
+ *		Record a step's failure.  If that fails too, log it and go on: an
+ *		ERROR here would end the worker, and every subscription with it.
+ */
+static void
+record_failure(const char *failed_sql, DueSubscription *d, const char *message,
+			   const char *sqlstate)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		run_sql(failed_sql, GetUserId(), d->server, message, sqlstate);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		acting_role = InvalidOid;
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errmsg("coding_fdw: could not record the failure for server \"%s\": %s",
+						d->name, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
  * run_guarded
  *		Run one step of a subscription as its owner.  A failure is rolled
- *		back, logged and recorded by failed_sql(server, message); the worker
- *		goes on.  Returns the step's boolean result (false on failure).
+ *		back, logged and recorded by failed_sql(server, message, sqlstate);
+ *		the worker goes on, also when recording fails (the subscription
+ *		stopped meanwhile).  Returns the step's boolean result (false on
+ *		failure).
  */
 static bool
 run_guarded(DueSubscription *d, const char *sql, const char *failed_sql, const char *what)
@@ -368,12 +405,13 @@ run_guarded(DueSubscription *d, const char *sql, const char *failed_sql, const c
 
 	PG_TRY();
 	{
-		result = run_sql(sql, d->owner, d->server, NULL);
+		result = run_sql(sql, d->owner, d->server, NULL, NULL);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 		char	   *message;
+		char	   *sqlstate;
 
 		MemoryContextSwitchTo(oldcxt);
 		acting_role = InvalidOid;
@@ -382,10 +420,11 @@ run_guarded(DueSubscription *d, const char *sql, const char *failed_sql, const c
 		AbortCurrentTransaction();
 		message = edata->detail ?
 			psprintf("%s (%s)", edata->message, edata->detail) : pstrdup(edata->message);
+		sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
 		ereport(LOG,
 				(errmsg("coding_fdw: %s of server \"%s\" failed: %s", what, d->name, message)));
 		FreeErrorData(edata);
-		run_sql(failed_sql, GetUserId(), d->server, message);
+		record_failure(failed_sql, d, message, sqlstate);
 		result = false;
 	}
 	PG_END_TRY();
@@ -405,14 +444,14 @@ sync_one(DueSubscription *d)
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("coding_fdw: applying webhook events of server %s", d->name));
 		while (run_guarded(d, "SELECT coding_fdw._apply_events($1)",
-						   "SELECT coding_fdw._events_failed($1, $2)", "applying webhook events"))
+						   "SELECT coding_fdw._events_failed($1, $2, $3)", "applying webhook events"))
 			CHECK_FOR_INTERRUPTS();
 	}
 	if (d->poll_due)
 	{
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("coding_fdw: syncing server %s", d->name));
-		(void) run_guarded(d, "SELECT coding_fdw._sync($1)", "SELECT coding_fdw._failed($1, $2)", "sync");
+		(void) run_guarded(d, "SELECT coding_fdw._sync($1)", "SELECT coding_fdw._failed($1, $2, $3)", "sync");
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 }

@@ -154,6 +154,8 @@ send_answer(WebhookRequest *req)
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	if (req->status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, POST");
+	if (req->status == MHD_HTTP_SERVICE_UNAVAILABLE)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 	ret = MHD_queue_response(req->conn, req->status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -374,6 +376,7 @@ typedef struct ListenerSub
 	Oid			server;
 	char	   *key;
 	char	   *secret;			/* NULL if none */
+	bool		changing;		/* an uncommitted sync_stop is deleting it */
 } ListenerSub;
 
 /* keys_equal: constant-time comparison of two NUL-terminated keys. */
@@ -485,6 +488,12 @@ check_request(WebhookRequest *req, ListenerSub *subs, int nsubs, StoredEvent *ev
 	if (sub == NULL)
 	{
 		set_answer(req, MHD_HTTP_NOT_FOUND, "not found");
+		return false;
+	}
+	if (sub->changing)
+	{
+		/* stored now, it could outlive the subscription: ask again soon */
+		set_answer(req, MHD_HTTP_SERVICE_UNAVAILABLE, "subscription being changed, try again");
 		return false;
 	}
 	if (req->is_get)
@@ -653,15 +662,27 @@ store_batch(WebhookRequest **reqs, int n)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 
-	/* no extension here (yet, or any more): no key is known */
+	/*
+	 * No extension here (yet, or any more): no key is known.  The keys are
+	 * locked FOR KEY SHARE, so a sync_stop that starts waits for this commit
+	 * and its clean-up also removes what is stored here.  One under way
+	 * (its DELETE not yet committed) holds its row: SKIP LOCKED finds it
+	 * "changing" without waiting, and its deliveries get 503 (a stored
+	 * event could outlive the subscription; if the stop rolls back, the
+	 * sender's retry is stored).  The listener never waits on a user's
+	 * transaction.
+	 */
 	if (SPI_execute_plan(keep_plan(&plan_extension, "SELECT 1 FROM pg_extension WHERE extname = 'coding_fdw'",
 								   0, NULL),
 						 NULL, NULL, true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1 &&
 		SPI_execute_plan(keep_plan(&plan_subscriptions,
-								   "SELECT server_oid, webhook_key, webhook_secret FROM coding_fdw.subscription",
+								   "SELECT s.server_oid, s.webhook_key, s.webhook_secret, l.server_oid IS NULL"
+								   "  FROM coding_fdw.subscription s"
+								   "  LEFT JOIN (SELECT server_oid FROM coding_fdw.subscription"
+								   "              FOR KEY SHARE SKIP LOCKED) l USING (server_oid)",
 								   0, NULL),
-						 NULL, NULL, true, 0) == SPI_OK_SELECT)
+						 NULL, NULL, false, 0) == SPI_OK_SELECT)
 	{
 		subs = palloc(sizeof(ListenerSub) * Max(SPI_processed, 1));
 		for (i = 0; i < (int) SPI_processed; i++)
@@ -673,6 +694,7 @@ store_batch(WebhookRequest **reqs, int n)
 			subs[i].secret = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
 			if (subs[i].secret && subs[i].secret[0] == '\0')
 				subs[i].secret = NULL;
+			subs[i].changing = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull));
 		}
 		nsubs = (int) SPI_processed;
 	}

@@ -384,6 +384,18 @@ def main():
                 assert "Coding request failed" in st["last_error"], st
                 assert st["last_error_at"] is not None
                 assert q("SELECT count(*) FROM mirror.issues") == rows   # untouched
+                # the next retry (pushed an hour out here) is past the
+                # deadline: wait_for_sync says why and returns false at once
+                q("UPDATE coding_fdw.subscription SET next_poll = now() + interval '1 hour' "
+                  "WHERE server_name = 'coding'")
+                t0 = time.monotonic()
+                r = psql("SELECT coding_fdw.wait_for_sync('coding', '50 s')", db=DB, check=False)
+                assert time.monotonic() - t0 < 25, "wait_for_sync waited for a retry past its deadline"
+                assert r.stdout.strip() == "f", r.stdout
+                assert 'NOTICE:  the last sync of server "coding" failed: Coding request failed' in r.stderr, r.stderr
+                assert "HINT:  coding_fdw.sync_status shows the error; coding_fdw.sync_now retries at once." \
+                    in r.stderr, r.stderr
+                q("SELECT coding_fdw.sync_now('coding')")       # the retry comes back to now
             finally:
                 sim.call("DELETE", "/_sim/faults")
             assert wait_for_sync("coding"), "the subscription did not heal"
