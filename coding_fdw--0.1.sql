@@ -985,28 +985,51 @@ END $$;
 -- global_key (login); not the reference connector's Email <- html_url and
 -- Phone <- name.  Members carry no timestamp: events apply in arrival
 -- order, and a poll or reconciliation re-reads the whole list.
-CREATE FUNCTION _webhook_member(srv oid, dst name, team text, project text, event text, p jsonb)
+-- Member payloads carry no time, so a reordered pair cannot be put back in
+-- order from the events alone.  Where an event contradicts the table, a
+-- poll (members are re-read whole) is brought forward to decide: an update
+-- of a member the table does not hold inserts nothing (it may be older than
+-- the MEMBER_DELETED applied before it), and a MEMBER_CREATED after a
+-- MEMBER_DELETED of the same member (delivered earlier: "ev_id" is this
+-- event's inbox id) is applied and checked.
+CREATE FUNCTION _webhook_member(srv oid, dst name, team text, project text, event text, p jsonb,
+                                ev_id bigint)
 RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   m jsonb := p->'member';
-  id bigint := coding_fdw._key(m->'id');
+  member_id bigint := coding_fdw._key(m->'id');
   n bigint;
+  present boolean;
 BEGIN
   IF jsonb_typeof(m) IS DISTINCT FROM 'object' THEN
     RAISE EXCEPTION 'the payload has no "member" object' USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  IF id IS NULL THEN
+  IF member_id IS NULL THEN
     RAISE EXCEPTION 'the payload''s member has no valid "id"' USING ERRCODE = 'invalid_parameter_value';
   END IF;
   IF event = 'MEMBER_DELETED' THEN
     EXECUTE format('DELETE FROM %I.project_members WHERE team = $1 AND project = $2 AND id = $3', dst)
-      USING team, project, id;
+      USING team, project, member_id;
     GET DIAGNOSTICS n = ROW_COUNT;      -- EXECUTE does not set FOUND
     RETURN CASE WHEN n > 0 THEN 'delete' ELSE 'none' END;
   END IF;
-  RETURN coding_fdw._upsert_object(dst, 'project_members', 'id', team, project, id, m,
-    jsonb_strip_nulls(jsonb_build_object('Id', id, 'Name', m->'name', 'NamePinYin', m->'name_pinyin',
+  IF event = 'MEMBER_CREATED' THEN
+    IF EXISTS (SELECT 1 FROM coding_fdw.webhook_event e
+                WHERE e.server_oid = srv AND e.id < ev_id AND e.event = 'MEMBER_DELETED'
+                  AND e.state IN ('pending', 'applied') AND coding_fdw._key(e.payload->'member'->'id') = member_id) THEN
+      PERFORM coding_fdw._poll_soon(srv);
+    END IF;
+  ELSE
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.project_members WHERE team = $1 AND project = $2 AND id = $3)',
+                   dst) INTO present USING team, project, member_id;
+    IF NOT present THEN
+      PERFORM coding_fdw._poll_soon(srv);
+      RETURN 'none';
+    END IF;
+  END IF;
+  RETURN coding_fdw._upsert_object(dst, 'project_members', 'id', team, project, member_id, m,
+    jsonb_strip_nulls(jsonb_build_object('Id', member_id, 'Name', m->'name', 'NamePinYin', m->'name_pinyin',
                                          'Avatar', m->'avatar_url', 'GlobalKey', m->'login')),
     ARRAY['name', 'name_pinyin', 'avatar', 'global_key'],
     ARRAY['name', 'name_pinyin', 'avatar_url', 'login'],
@@ -1202,7 +1225,7 @@ BEGIN
           res := coding_fdw._webhook_iteration(srv, s.into_schema, team, project, ev.event, ev.payload);
         END IF;
       ELSIF tbl = 'project_members' THEN
-        res := coding_fdw._webhook_member(srv, s.into_schema, team, project, ev.event, ev.payload);
+        res := coding_fdw._webhook_member(srv, s.into_schema, team, project, ev.event, ev.payload, ev.id);
       ELSE
         res := 'ignored';
       END IF;

@@ -831,8 +831,36 @@ def main():
                             headers={"X-Coding-Delivery": "stale-1"})
             assert st == 200 and wait_for_sync("coding")
             assert q("SELECT name FROM mirror.iterations WHERE code = 1") != "stale title"
+            # members: payloads carry no time, so a pair delivered swapped is
+            # decided by a poll; an update never brings back a member deleted
+            # before it arrived, and an add delivered after its removal does
+            # not stay
             sim.call("POST", "/_sim/webhook", {"url": url})
-        res.check("reordered deliveries: a delete before its older update stays deleted; older events ignored",
+            sim.call("DELETE", "/_sim/webhook/deliveries")
+            gone = sim.call("POST", P + "/members", {})["Id"]
+            deliveries_done(1)
+            assert wait_for_sync("coding")
+            assert q("SELECT count(*) FROM mirror.project_members WHERE id = %d" % gone) == "1"
+            sim.call("DELETE", "/_sim/webhook/deliveries")
+            sim.call("POST", "/_sim/webhook", {"url": url, "reorder": True})
+            sim.call("PATCH", P + "/members/%d" % gone, {"Name": "about to go"})
+            sim.call("DELETE", P + "/members/%d" % gone)
+            brief = sim.call("POST", P + "/members", {})["Id"]
+            sim.call("DELETE", P + "/members/%d" % brief)
+            d = deliveries_done(4)
+            order = [x["event"] for x in sorted(d, key=lambda x: x["id"])]
+            assert order == ["MEMBER_DELETED", "MEMBER_ROLE_UPDATED", "MEMBER_DELETED", "MEMBER_CREATED"], order
+            sent = ",".join("'%s'" % x["delivery"] for x in d)
+            # applied, not failed (a dead letter would bring a poll too)
+            wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery IN (%s) "
+                                 "AND state = 'applied'" % sent) == "4"
+                       and q("SELECT count(*) FROM mirror.project_members WHERE id IN (%d, %d)"
+                             % (gone, brief)) == "0",
+                       30, "the reordered member events applied and checked by a poll")
+            assert diff("mirror", "project_members", src, MEMBER_COLS) == 0
+            sim.call("POST", "/_sim/webhook", {"url": url})
+        res.check("reordered deliveries: a delete before its older update stays deleted; older events ignored; "
+                  "swapped member events decided by a poll",
                   out_of_order)
 
         def tombstones():
