@@ -96,6 +96,7 @@ CREATE TABLE webhook_event (
                 CHECK (state IN ('pending', 'applied', 'ignored', 'dead')),
   attempts      int NOT NULL DEFAULT 0,
   next_attempt  timestamptz NOT NULL DEFAULT '-infinity',
+  retry_delay   interval,                    -- the last wait after Coding was unreachable
   last_error    text,
   done_at       timestamptz,
   UNIQUE (server_oid, delivery)
@@ -985,6 +986,18 @@ END $$;
 -- global_key (login); not the reference connector's Email <- html_url and
 -- Phone <- name.  Members carry no timestamp: events apply in arrival
 -- order, and a poll or reconciliation re-reads the whole list.
+-- Whether the inbox holds a MEMBER_DELETED of this member stored before
+-- event "ev_id" (pending, or applied in the last day).  SECURITY DEFINER:
+-- the worker applies events as the subscription's owner, who cannot read
+-- the inbox.
+CREATE FUNCTION _member_removed_before(srv oid, ev_id bigint, member_id bigint) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+  SELECT coding_fdw._owns(srv) AND EXISTS (
+    SELECT 1 FROM coding_fdw.webhook_event e
+     WHERE e.server_oid = srv AND e.id < ev_id AND e.event = 'MEMBER_DELETED'
+       AND e.state IN ('pending', 'applied') AND coding_fdw._key(e.payload->'member'->'id') = member_id)
+$$;
+
 -- Member payloads carry no time, so a reordered pair cannot be put back in
 -- order from the events alone.  Where an event contradicts the table, a
 -- poll (members are re-read whole) is brought forward to decide: an update
@@ -1015,9 +1028,7 @@ BEGIN
     RETURN CASE WHEN n > 0 THEN 'delete' ELSE 'none' END;
   END IF;
   IF event = 'MEMBER_CREATED' THEN
-    IF EXISTS (SELECT 1 FROM coding_fdw.webhook_event e
-                WHERE e.server_oid = srv AND e.id < ev_id AND e.event = 'MEMBER_DELETED'
-                  AND e.state IN ('pending', 'applied') AND coding_fdw._key(e.payload->'member'->'id') = member_id) THEN
+    IF coding_fdw._member_removed_before(srv, ev_id, member_id) THEN
       PERFORM coding_fdw._poll_soon(srv);
     END IF;
   ELSE
@@ -1082,22 +1093,31 @@ BEGIN
   IF NOT coding_fdw._owns(srv) THEN
     RAISE EXCEPTION 'permission denied for the subscription of server %', srv USING ERRCODE = 'insufficient_privilege';
   END IF;
-  WITH u AS (
+  -- a transient failure stops being free once the event is a day old: an
+  -- error that only looks transient must still end as a dead letter (and
+  -- a poll).  Waits run from the end of this transaction (clock_timestamp),
+  -- not its start: an apply may take longer than the wait itself.
+  WITH x AS (
+    SELECT x.id, x.error,
+           CASE WHEN x.outcome = 'retry' AND e.received_at < clock_timestamp() - interval '1 day'
+                THEN 'failed' ELSE x.outcome END AS outcome,
+           least(coalesce(e.retry_delay * 2, interval '1 second'), interval '5 minutes') AS delay
+      FROM unnest(ids, outcomes, errors) x(id, outcome, error)
+      JOIN coding_fdw.webhook_event e ON e.id = x.id AND e.server_oid = srv),
+  u AS (
     UPDATE coding_fdw.webhook_event e
        SET state = CASE WHEN x.outcome = 'retry' THEN 'pending'
                         WHEN x.outcome <> 'failed' THEN x.outcome
                         WHEN e.attempts + 1 >= max_attempts THEN 'dead' ELSE 'pending' END,
            attempts = e.attempts + (x.outcome = 'failed')::int,
            last_error = x.error,
+           retry_delay = CASE WHEN x.outcome = 'retry' THEN x.delay ELSE e.retry_delay END,
            next_attempt = CASE WHEN x.outcome = 'failed'
-                               THEN now() + least(interval '1 second' * 2 ^ e.attempts, interval '5 minutes')
-                               WHEN x.outcome = 'retry'
-                               THEN now() + least(greatest(CASE WHEN e.next_attempt > e.done_at
-                                                                THEN (e.next_attempt - e.done_at) * 2 END,
-                                                           interval '1 second'), interval '5 minutes')
+                               THEN clock_timestamp() + least(interval '1 second' * 2 ^ e.attempts, interval '5 minutes')
+                               WHEN x.outcome = 'retry' THEN clock_timestamp() + x.delay
                                ELSE e.next_attempt END,
            done_at = clock_timestamp()
-      FROM unnest(ids, outcomes, errors) x(id, outcome, error)
+      FROM x
      WHERE e.id = x.id AND e.server_oid = srv AND e.state = 'pending'
     RETURNING e.state)
   SELECT count(*) FILTER (WHERE state = 'applied'), count(*) FILTER (WHERE state = 'ignored'),
@@ -1124,8 +1144,10 @@ $$;
 -- Ask for a poll soon (an event whose change only a poll can read).
 CREATE FUNCTION _poll_soon(srv oid) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+  -- not while the last sync failed: its retry waits on a back-off
+  -- (_failed), which asking for polls must not undo
   UPDATE coding_fdw.subscription SET next_poll = least(next_poll, now())
-   WHERE server_oid = srv AND coding_fdw._owns(srv)
+   WHERE server_oid = srv AND state <> 'error' AND coding_fdw._owns(srv)
 $$;
 
 -- Apply up to "batch" due webhook events of a subscription, run by the
@@ -1515,7 +1537,7 @@ BEGIN
   -- the revived event takes one off its own subscription's dead count
   WITH revived AS (
     UPDATE coding_fdw.webhook_event e
-       SET state = 'pending', attempts = 0, next_attempt = '-infinity', done_at = NULL
+       SET state = 'pending', attempts = 0, next_attempt = '-infinity', retry_delay = NULL, done_at = NULL
      WHERE e.id = ANY (mine) AND e.state = 'dead'
     RETURNING e.server_oid),
        counted AS (

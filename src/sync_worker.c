@@ -432,6 +432,13 @@ run_guarded(DueSubscription *d, const char *sql, const char *failed_sql, const c
 }
 
 /*
+ * A subscription's turn at applying webhook events: then the others are
+ * served (a flood of events for one must not stop the polls of the rest),
+ * and the worker comes back to it.
+ */
+#define EVENTS_TURN_MS	10000
+
+/*
  * sync_one
  *		Serve one subscription: its webhook events first (they are what a
  *		user waits for), then a poll or full sync if one is due.
@@ -441,10 +448,14 @@ sync_one(DueSubscription *d)
 {
 	if (d->events_due)
 	{
+		TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EVENTS_TURN_MS);
+
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("coding_fdw: applying webhook events of server %s", d->name));
+		/* batch after batch while more are due, for one turn at most */
 		while (run_guarded(d, "SELECT coding_fdw._apply_events($1)",
-						   "SELECT coding_fdw._events_failed($1, $2, $3)", "applying webhook events"))
+						   "SELECT coding_fdw._events_failed($1, $2, $3)", "applying webhook events") &&
+			   GetCurrentTimestamp() < until)
 			CHECK_FOR_INTERRUPTS();
 	}
 	if (d->poll_due)

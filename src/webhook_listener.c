@@ -1136,7 +1136,9 @@ coding_webhook_init(void)
 							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	DefineCustomIntVariable("coding_fdw.webhook_max_attempts",
 							"Attempts to apply a webhook event before it becomes a dead letter.",
-							NULL, &coding_webhook_max_attempts, 5, 1, 1000,
+							"An attempt that fails because Coding could not be reached or kept "
+							"refusing (SQLSTATE HV00N, HV000, 53400) does not count.",
+							&coding_webhook_max_attempts, 5, 1, 1000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)

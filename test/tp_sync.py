@@ -494,6 +494,29 @@ def main():
                 r = psql("SET SESSION AUTHORIZATION auth_in; SET ROLE carol; SELECT coding_fdw.webhook_url('mob')",
                          db=DB, check=False)
                 assert r.returncode != 0 and "/coding_fdw/webhook/" not in r.stdout, (r.stdout, r.stderr)
+                # her webhook events are applied as alice, who cannot read the
+                # inbox: member events that look up earlier ones still apply
+                # (a MEMBER_CREATED failed with "permission denied")
+                import json
+                import urllib.request
+                hook = q("SET ROLE alice; SELECT coding_fdw.webhook_url('mob')")
+                mid = int(q("SELECT min(id) FROM alice_mirror.project_members"))
+                for delivery, event, member in (("al-1", "MEMBER_DELETED", 777001), ("al-2", "MEMBER_CREATED", 777001),
+                                                ("al-3", "MEMBER_ROLE_UPDATED", mid)):
+                    body = json.dumps({"event": event, "member": {"id": member, "name": "m", "login": "x"}}).encode()
+                    req = urllib.request.Request(hook, data=body, method="POST", headers={
+                        "Content-Type": "application/json", "X-Coding-Delivery": delivery})
+                    with urllib.request.urlopen(req, timeout=30) as resp:
+                        assert resp.status == 200
+                wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event "
+                                     "WHERE delivery LIKE 'al-_' AND (state <> 'pending' OR attempts > 0)") == "3",
+                           30, "alice's events applied or failed")
+                got = q("SELECT string_agg(delivery || ' ' || state || coalesce(' ' || last_error, ''), ', ' "
+                        "ORDER BY id) FROM coding_fdw.webhook_event WHERE delivery LIKE 'al-_'")
+                assert got == "al-1 applied, al-2 applied, al-3 applied", got
+                # the add that came after a removal is checked by a poll
+                wait_until(lambda: q("SELECT count(*) FROM alice_mirror.project_members WHERE id = 777001") == "0",
+                           30, "the poll to remove a member Coding does not have")
                 q("SET ROLE alice; SELECT coding_fdw.sync_stop('mob', drop_tables => true)")
                 assert q("SELECT to_regclass('alice_mirror.issues') IS NULL") == "t"
             finally:

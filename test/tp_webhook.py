@@ -662,11 +662,15 @@ def main():
             sim.call("PATCH", P + "/iterations/%d" % it["Code"], {"Goal": "ship it"})
             deliveries_done(12)
             assert wait_for_sync("coding")
-            # (an iteration with issues would move them without a webhook)
-            sim.call("DELETE", P + "/iterations/%d" % it["Code"])
             m = sim.call("POST", P + "/members", {})
             sim.call("PATCH", P + "/members/%d" % m["Id"], {"Name": "Renamed member"})
             sim.call("DELETE", P + "/members/%d" % m["Id"])
+            deliveries_done(15)
+            assert wait_for_sync("coding")
+            # last: ITERATION_DELETED brings a poll forward (for the issues
+            # Coding takes out of the iteration), which would otherwise
+            # apply the member changes before their events
+            sim.call("DELETE", P + "/iterations/%d" % it["Code"])
             deliveries_done(16)
             st, _, _ = post(url, {"event": "GIT_PUSHED", "ref": "refs/heads/main"},
                             headers={"X-Coding-Delivery": "git-1"})
@@ -994,9 +998,15 @@ def main():
             sim.fault(type="http_500", action="DescribeIssue", count=0)
             leaf = leaf_issues("mirror")[2]
             sim.call("PATCH", "/_sim/projects/backend/issues/%d" % leaf, {"Name": "while down"})
-            wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_inbox "
-                                 "WHERE last_error IS NOT NULL AND next_attempt - received_at > interval '4 s'")
-                       == "1", 60, "the event to fail three times, its retry backing off")
+            # each wait twice the last (1 s, 2 s, 4 s), counted from when
+            # the attempt ended: an attempt takes longer than a second here
+            # (the call's own retries), and waits counted from its start
+            # never grew, so Coding was called back to back
+            wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event "
+                                 "WHERE state = 'pending' AND retry_delay >= interval '4 s'") == "1",
+                       60, "the event to fail three times, its retry backing off")
+            assert q("SELECT next_attempt - done_at BETWEEN retry_delay - interval '50 ms' AND retry_delay + interval '50 ms' "
+                     "FROM coding_fdw.webhook_event WHERE state = 'pending' AND last_error IS NOT NULL") == "t"
             assert q("SELECT count(*) FROM coding_fdw.webhook_dead_letter WHERE error LIKE '%HTTP status 500%'") \
                 == "0"
             assert q("SELECT attempts FROM coding_fdw.webhook_inbox WHERE last_error IS NOT NULL") == "0"
@@ -1012,6 +1022,43 @@ def main():
             q("SELECT pg_reload_conf()")
         res.check("failed events stay in the inbox with the error, retry, dead-letter; replay; outage heals",
                   dead_letters)
+
+        def retry_outcome():
+            # "retry" (Coding unreachable): no attempt counted, the wait
+            # doubles; once the event is a day old it counts like any failure
+            # (an error that only looks transient still ends as a dead letter)
+            srv = q("SELECT oid FROM pg_foreign_server WHERE srvname = 'coding'")
+            done = ("SELECT coding_fdw._events_done(%s, array_agg(id ORDER BY id), '{retry,retry}', '{down,down}') "
+                    "FROM coding_fdw.webhook_event WHERE delivery IN ('young-1', 'old-1');\n" % srv)
+            out = q("BEGIN;\n"
+                    "INSERT INTO coding_fdw.webhook_event (server_oid, delivery, event, payload, received_at) VALUES "
+                    "(%s, 'young-1', 'ISSUE_UPDATED', '{}', clock_timestamp()), "
+                    "(%s, 'old-1', 'ISSUE_UPDATED', '{}', clock_timestamp() - interval '2 days');\n" % (srv, srv)
+                    + done + done +
+                    "SELECT delivery, state, attempts, coalesce(retry_delay::text, '-') "
+                    "FROM coding_fdw.webhook_event WHERE delivery IN ('young-1', 'old-1') ORDER BY delivery;\n"
+                    "ROLLBACK;")
+            rows = [line for line in out.splitlines() if "|" in line]
+            assert rows == ["old-1|pending|2|-", "young-1|pending|0|00:00:02"], rows
+        res.check("a transient failure is not counted, its wait doubles; a day-old event's is", retry_outcome)
+
+        def poll_soon_keeps_backoff():
+            # dead letters, ITERATION_DELETED and member events ask for a poll
+            # soon, but not while the last sync failed: that retry waits on
+            # its back-off (a revoked token must not cost a poll per event)
+            srv = q("SELECT oid FROM pg_foreign_server WHERE srvname = 'coding'")
+            out = q("BEGIN;\n"
+                    "UPDATE coding_fdw.subscription SET state = 'error', next_poll = now() + interval '1 hour' "
+                    "WHERE server_oid = %s;\n"
+                    "SELECT coding_fdw._poll_soon(%s);\n"
+                    "SELECT 'failing:' || (next_poll > now() + interval '59 minutes') FROM coding_fdw.subscription "
+                    "WHERE server_oid = %s;\n"
+                    "UPDATE coding_fdw.subscription SET state = 'idle' WHERE server_oid = %s;\n"
+                    "SELECT coding_fdw._poll_soon(%s);\n"
+                    "SELECT 'idle:' || (next_poll <= now()) FROM coding_fdw.subscription WHERE server_oid = %s;\n"
+                    "ROLLBACK;" % ((srv,) * 6))
+            assert [x for x in out.splitlines() if ":" in x] == ["failing:true", "idle:true"], out
+        res.check("asking for a poll soon keeps a failing sync's back-off", poll_soon_keeps_backoff)
 
         def value_does_not_fit():
             # a value that does not fit its column fails its own event only
