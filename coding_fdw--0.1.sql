@@ -1086,6 +1086,7 @@ DECLARE
   n_applied bigint;
   n_ignored bigint;
   n_dead bigint;
+  n_dead_deletes bigint;
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM coding_fdw.subscription WHERE server_oid = srv) THEN
     RETURN;                 -- stopped meanwhile (sync_stop): its events are gone
@@ -1119,15 +1120,22 @@ BEGIN
            done_at = clock_timestamp()
       FROM x
      WHERE e.id = x.id AND e.server_oid = srv AND e.state = 'pending'
-    RETURNING e.state)
+    RETURNING e.state, e.event, x.outcome)
   SELECT count(*) FILTER (WHERE state = 'applied'), count(*) FILTER (WHERE state = 'ignored'),
-         count(*) FILTER (WHERE state = 'dead')
-    INTO n_applied, n_ignored, n_dead FROM u;
+         count(*) FILTER (WHERE state = 'dead'),
+         count(*) FILTER (WHERE state = 'dead' AND outcome = 'failed' AND event = 'ISSUE_DELETED')
+    INTO n_applied, n_ignored, n_dead, n_dead_deletes FROM u;
   INSERT INTO coding_fdw.webhook_counts AS c (server_oid, who, applied, ignored, dead)
   VALUES (srv, 'worker', n_applied, n_ignored, n_dead)
   ON CONFLICT (server_oid, who) DO UPDATE
     SET applied = c.applied + n_applied, ignored = c.ignored + n_ignored, dead = c.dead + n_dead;
   IF n_dead > 0 THEN
+    -- a poll cannot see deleted issues: for a delete that failed for
+    -- good, the poll also reconciles the keys
+    IF n_dead_deletes > 0 THEN
+      UPDATE coding_fdw.subscription SET last_reconcile = NULL
+       WHERE server_oid = srv AND coding_fdw._owns(srv);
+    END IF;
     PERFORM coding_fdw._poll_soon(srv);
   END IF;
 END $$;
