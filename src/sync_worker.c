@@ -358,6 +358,25 @@ run_sql(const char *sql, Oid role, Oid server, const char *message, const char *
 }
 
 /*
+ * abort_step
+ *		In a PG_CATCH after run_sql failed: back in "cxt", the acting role
+ *		cleared, the transaction rolled back; returns the error (in "cxt")
+ *		for the caller to log and free.
+ */
+static ErrorData *
+abort_step(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	acting_role = InvalidOid;
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	return edata;
+}
+
+/*
  * record_failure
  *		Record a step's failure.  If that fails too, log it and go on: an
  *		ERROR here would end the worker, and every subscription with it.
@@ -374,13 +393,8 @@ record_failure(const char *failed_sql, DueSubscription *d, const char *message,
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = abort_step(oldcxt);
 
-		MemoryContextSwitchTo(oldcxt);
-		acting_role = InvalidOid;
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
 		ereport(LOG,
 				(errmsg("coding_fdw: could not record the failure for server \"%s\": %s",
 						d->name, edata->message)));
@@ -409,15 +423,10 @@ run_guarded(DueSubscription *d, const char *sql, const char *failed_sql, const c
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = abort_step(oldcxt);
 		char	   *message;
 		char	   *sqlstate;
 
-		MemoryContextSwitchTo(oldcxt);
-		acting_role = InvalidOid;
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
 		message = edata->detail ?
 			psprintf("%s (%s)", edata->message, edata->detail) : pstrdup(edata->message);
 		sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
