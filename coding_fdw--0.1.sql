@@ -418,9 +418,16 @@ DECLARE
   s coding_fdw.subscription := coding_fdw._subscription(server);
   tbl text;
 BEGIN
-  -- tables first, then the subscription row: the worker's order (it reads
-  -- the tables, then updates the row), so a sync running now is waited
-  -- for instead of deadlocking with it
+  -- the row first, FOR UPDATE: a step of the worker holds it FOR KEY SHARE
+  -- (_get) from before it reads the source tables, so a sync running now
+  -- is waited for, and one starting now waits for this; taking the tables
+  -- first could deadlock with a step that holds some of them (the DROP
+  -- below locks them in its own order, not the worker's).  A stop that
+  -- waited on another stop finds no row and says so.
+  PERFORM 1 FROM coding_fdw.subscription WHERE server_oid = s.server_oid FOR UPDATE;
+  IF NOT FOUND THEN
+    s := coding_fdw._subscription(server);
+  END IF;
   IF s.source_schema = format('coding_fdw_src_%s', s.server_oid)::name THEN
     EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', s.source_schema);
   END IF;
@@ -461,6 +468,30 @@ END $$;
 CREATE EVENT TRIGGER coding_fdw_server_dropped ON sql_drop
   WHEN TAG IN ('DROP SERVER', 'DROP FOREIGN DATA WRAPPER', 'DROP OWNED')
   EXECUTE FUNCTION _server_dropped();
+
+-- Before DROP SERVER, DROP FOREIGN DATA WRAPPER and DROP OWNED (an event
+-- trigger at ddl_command_start; coding_before_drop in C reads the command's
+-- targets): the subscription rows of the servers the command may drop,
+-- FOR UPDATE in one order, as sync_stop takes its row first.  The DROP then
+-- waits for a step of the worker under way instead of deadlocking with it
+-- on the source tables.  Only rows the caller could drop (their server or
+-- their subscription): no one can hold another's row and stall the worker.
+CREATE FUNCTION _before_drop(servers oid[], fdws oid[], roles oid[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+BEGIN
+  PERFORM FROM coding_fdw.subscription s JOIN pg_foreign_server fs ON fs.oid = s.server_oid
+   WHERE (s.server_oid = ANY (servers) OR fs.srvfdw = ANY (fdws)
+          OR fs.srvowner = ANY (roles) OR s.owner_oid = ANY (roles))
+     AND (pg_has_role(coding_fdw._acting_role(), fs.srvowner, 'USAGE')
+          OR pg_has_role(coding_fdw._acting_role(), s.owner_oid, 'USAGE'))
+   ORDER BY s.server_oid
+     FOR UPDATE OF s;
+END $$;
+CREATE FUNCTION _before_drop_trigger() RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'coding_before_drop' LANGUAGE C;
+CREATE EVENT TRIGGER coding_fdw_before_drop ON ddl_command_start
+  WHEN TAG IN ('DROP SERVER', 'DROP FOREIGN DATA WRAPPER', 'DROP OWNED')
+  EXECUTE FUNCTION _before_drop_trigger();
 
 -- ----- tombstones (private; reached through these two functions) -----
 
@@ -681,14 +712,19 @@ END $$;
 
 -- The subscription row for the worker (private table).
 CREATE FUNCTION _get(srv oid) RETURNS subscription
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   s coding_fdw.subscription;
 BEGIN
   IF NOT coding_fdw._owns(srv) THEN
     RAISE EXCEPTION 'permission denied for the subscription of server %', srv USING ERRCODE = 'insufficient_privilege';
   END IF;
-  SELECT * INTO s FROM coding_fdw.subscription WHERE server_oid = srv;
+  -- FOR KEY SHARE, held to the end of the worker's step: sync_stop takes
+  -- the row FOR UPDATE before it drops anything, so it waits for a step
+  -- under way (or the step for the stop) instead of deadlocking with it
+  -- on the source tables, which a cascaded DROP locks in its own order.
+  -- sync_now's UPDATE and the listener's FOR KEY SHARE do not conflict.
+  SELECT * INTO s FROM coding_fdw.subscription WHERE server_oid = srv FOR KEY SHARE;
   RETURN s;
 END $$;
 
@@ -1065,11 +1101,13 @@ END $$;
 
 -- What a failure to apply events makes of them (_events_done): "retry"
 -- when Coding could not be reached or asked us to wait (network, HTTP 5xx,
--- rate limit after the call's own retries), which no number of attempts
--- should turn into a dead letter; else "failed".
+-- rate limit after the call's own retries) or the worker waited too long
+-- for a lock a user held (lock_timeout; a deadlock, a serialization
+-- failure), which no number of attempts should turn into a dead letter;
+-- else "failed".
 CREATE FUNCTION _failure_outcome(sqlstate text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
-  SELECT CASE WHEN sqlstate IN ('HV00N', 'HV000', '53400') THEN 'retry' ELSE 'failed' END
+  SELECT CASE WHEN sqlstate IN ('HV00N', 'HV000', '53400', '55P03', '40P01', '40001') THEN 'retry' ELSE 'failed' END
 $$;
 
 -- Record the outcome of events: applied or ignored, or failed with an

@@ -22,8 +22,10 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/event_trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -34,6 +36,8 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -42,6 +46,7 @@
 PG_FUNCTION_INFO_V1(coding_worker_available);
 PG_FUNCTION_INFO_V1(coding_acting_role);
 PG_FUNCTION_INFO_V1(coding_wake_worker);
+PG_FUNCTION_INFO_V1(coding_before_drop);
 
 /* GUC: the database whose subscriptions the worker serves. */
 char	   *coding_sync_database = NULL;
@@ -167,6 +172,95 @@ Datum
 coding_acting_role(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_OID(OidIsValid(acting_role) ? acting_role : GetOuterUserId());
+}
+
+/* oid_array: a List of oids as an oid[] Datum. */
+static Datum
+oid_array(List *oids)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (list_length(oids) + 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, oids)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	return PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+}
+
+/*
+ * coding_before_drop
+ *		Event trigger at ddl_command_start of DROP SERVER, DROP FOREIGN DATA
+ *		WRAPPER and DROP OWNED.  A cascaded drop locks a subscription's
+ *		source tables in its own order, and a worker step under way holds
+ *		some of them and waits for the next: a deadlock.  So, before any
+ *		table, coding_fdw._before_drop locks the rows of the subscriptions
+ *		the command may end, as sync_stop does.  Only the parse tree says
+ *		which servers (or wrappers, or roles) a DROP names, hence C.
+ */
+Datum
+coding_before_drop(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+	List	   *servers = NIL;
+	List	   *fdws = NIL;
+	List	   *roles = NIL;
+	ListCell   *lc;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("coding_fdw: _before_drop_trigger() must be called by an event trigger")));
+	trigdata = (EventTriggerData *) fcinfo->context;
+	if (IsA(trigdata->parsetree, DropStmt))
+	{
+		DropStmt   *stmt = (DropStmt *) trigdata->parsetree;
+
+		foreach(lc, stmt->objects)
+		{
+			Node	   *name = lfirst(lc);
+			Oid			oid = InvalidOid;
+
+			if (!IsA(name, String))
+				continue;
+			if (stmt->removeType == OBJECT_FOREIGN_SERVER)
+			{
+				oid = get_foreign_server_oid(strVal(name), true);
+				if (OidIsValid(oid))
+					servers = lappend_oid(servers, oid);
+			}
+			else if (stmt->removeType == OBJECT_FDW)
+			{
+				oid = get_foreign_data_wrapper_oid(strVal(name), true);
+				if (OidIsValid(oid))
+					fdws = lappend_oid(fdws, oid);
+			}
+		}
+	}
+	else if (IsA(trigdata->parsetree, DropOwnedStmt))
+	{
+		foreach(lc, ((DropOwnedStmt *) trigdata->parsetree)->roles)
+		{
+			Oid			role = get_rolespec_oid(lfirst(lc), true);
+
+			if (OidIsValid(role))
+				roles = lappend_oid(roles, role);
+		}
+	}
+	if (servers != NIL || fdws != NIL || roles != NIL)
+	{
+		Oid			types[3] = {OIDARRAYOID, OIDARRAYOID, OIDARRAYOID};
+		Datum		values[3];
+
+		values[0] = oid_array(servers);
+		values[1] = oid_array(fdws);
+		values[2] = oid_array(roles);
+		SPI_connect();
+		if (SPI_execute_with_args("SELECT coding_fdw._before_drop($1, $2, $3)",
+								  3, types, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "coding_fdw: SPI failed for _before_drop");
+		SPI_finish();
+	}
+	PG_RETURN_VOID();
 }
 
 /*
@@ -447,6 +541,9 @@ run_guarded(DueSubscription *d, const char *sql, const char *failed_sql, const c
  */
 #define EVENTS_TURN_MS	10000
 
+/* How long a step waits for a lock before it fails and is retried later. */
+#define WORKER_LOCK_TIMEOUT "10s"
+
 /*
  * sync_one
  *		Serve one subscription: its webhook events first (they are what a
@@ -496,6 +593,13 @@ coding_sync_worker_main(Datum arg)
 	 * extension's functions still apply.
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+	/*
+	 * One worker serves every subscription in turn: a lock a user holds on
+	 * a synced table (VACUUM FULL, a long FOR UPDATE) must not stall all
+	 * of them.  The step fails with 55P03 and is retried with its back-off
+	 * (_failed; events keep their attempts, _failure_outcome).
+	 */
+	SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT, PGC_SUSET, PGC_S_SESSION);
 
 	sync_shared->latch = MyLatch;
 	sync_shared->pid = MyProcPid;

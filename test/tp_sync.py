@@ -18,7 +18,7 @@ import signal
 import subprocess
 import time
 
-from pgtest import Results, Sim, psql, wait_until
+from pgtest import Results, Sim, psql, server_log, wait_until
 
 DB = "postgres"
 
@@ -452,6 +452,83 @@ def main():
             q("DROP SCHEMA gone_mirror CASCADE")
         res.check("DROP SERVER ... CASCADE ends its subscription, keeps its tables", dropped_server)
 
+        def stop_during_sync():
+            # the worker held in the middle of a sync, after it read one
+            # source table and before the next: a DROP that took the tables
+            # in its own order deadlocked with it (the worker lost, its sync
+            # failed; a DROP SERVER could lose instead).  sync_stop and DROP
+            # SERVER now wait for the step.
+            def server():
+                q("CREATE SERVER race FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', "
+                  "project 'mobile', api_url '%s', rate_limit '100000'); "
+                  "CREATE USER MAPPING FOR CURRENT_USER SERVER race OPTIONS (token 'secret-token')" % sim.url)
+            try:
+                for action, how in (("DescribeIterationList", "stop"), ("DescribeProjectMembers", "stop"),
+                                    ("DescribeIssueListWithPage", "stop"), ("DescribeIterationList", "drop"),
+                                    ("DescribeProjectMembers", "drop")):
+                    if q("SELECT count(*) FROM pg_foreign_server WHERE srvname = 'race'") == "0":
+                        server()
+                    q("SELECT coding_fdw.sync_start('race', 'race_mirror', details => false)")
+                    assert wait_for_sync("race")
+                    log_start = len(server_log())
+                    sim.call("DELETE", "/_sim/log")
+                    sim.fault(type="delay", action=action, seconds=2)
+                    q("SELECT coding_fdw.sync_now('race')")
+                    wait_until(lambda: any(e.get("fault") == "delay" for e in
+                                           sim.call("GET", "/_sim/log?action=" + action)["requests"]),
+                               20, "the worker's %s to be held by the simulator" % action)
+                    if how == "stop":
+                        q("SELECT coding_fdw.sync_stop('race', drop_tables => true)")
+                        assert q("SELECT to_regclass('race_mirror.issues') IS NULL") == "t"
+                    else:
+                        q("DROP SERVER race CASCADE")
+                        assert q("SELECT count(*) FROM race_mirror.issues") != "0"
+                        q("DROP SCHEMA race_mirror CASCADE")
+                    assert q("SELECT count(*) FROM coding_fdw.subscription "
+                             "WHERE server_name = 'race'") == "0"
+                    # the worker finished that sync (it may log nothing)
+                    wait_until(lambda: q("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                                         "AND query LIKE 'coding_fdw: syncing server race%'") == "0",
+                               20, "the worker to end its sync of race")
+                    log = server_log()[log_start:]
+                    assert "deadlock" not in log and 'server "race" failed' not in log, (action, how, log)
+                q("SELECT coding_fdw.sync_now('coding')")
+                assert wait_for_sync("coding"), "the worker stopped serving"
+            finally:
+                q("DROP SCHEMA IF EXISTS race_mirror CASCADE; DROP SERVER IF EXISTS race CASCADE")
+        res.check("sync_stop or DROP SERVER during a sync waits for it: no deadlock, no failed sync",
+                  stop_during_sync)
+
+        def user_lock():
+            # a user's lock on a synced table fails that subscription's step
+            # after the worker's lock_timeout; the others are served meanwhile
+            q("SELECT coding_fdw.sync_now('coding'), coding_fdw.sync_now('mob')")
+            assert wait_for_sync("coding") and wait_for_sync("mob")
+            holder = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", DB],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+            try:
+                holder.stdin.write("BEGIN; LOCK TABLE mobile_mirror.issues IN EXCLUSIVE MODE; "
+                                   "SELECT 'locked';\n")
+                holder.stdin.flush()
+                assert holder.stdout.readline().strip() == "locked"
+                q("SELECT coding_fdw.sync_now('mob')")
+                wait_until(lambda: q("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                     "AND query LIKE 'coding_fdw: syncing server mob%'") == "1",
+                           20, "the worker to wait for the user's lock")
+                q("SELECT coding_fdw.sync_now('coding')")
+                assert wait_for_sync("coding", "30 s"), "the worker stayed behind the user's lock"
+                st = status("mob", "issues")
+                assert st["state"] == "error" and "lock timeout" in st["last_error"], st
+            finally:
+                holder.stdin.write("COMMIT;\n")
+                holder.stdin.close()
+                holder.wait(20)
+            q("SELECT coding_fdw.sync_now('mob')")
+            assert wait_for_sync("mob"), status("mob", "issues")
+        res.check("a user's lock on a synced table fails that sync after lock_timeout, not the others",
+                  user_lock)
+
         def stop():
             kept = q("SELECT count(*) FROM mobile_mirror.issues")
             q("SELECT coding_fdw.sync_stop('mob')")
@@ -597,6 +674,12 @@ def main():
                 assert loot == ("get: permission denied for the subscription of server %s | "
                                 "register: permission denied for foreign server big" % big), loot
                 assert q("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") == "f"
+                # the lock DROP SERVER takes first is taken only for what the
+                # caller may drop: locking a row assigns a transaction id
+                lock = ("BEGIN; SELECT coding_fdw._before_drop(ARRAY[%s]::oid[], '{}', '{}'); "
+                        "SELECT txid_current_if_assigned() IS NULL; COMMIT" % big)
+                assert as_mallory(lock).split()[-1] == "t"
+                assert q(lock).split()[-1] == "f"
                 assert q("SELECT owner_oid FROM coding_fdw.subscription WHERE server_name = 'big'") == \
                     q("SELECT oid FROM pg_roles WHERE rolname = current_user")
             finally:
