@@ -1134,6 +1134,40 @@ def main():
         res.check("kill -9 of the sync worker during a burst: every acknowledged event applied",
                   kill_during_burst("sync worker", 300000))
 
+        def events_turn():
+            # a flood of events for one subscription gets 10 s turns: another
+            # subscription's poll, due behind it, is served between them.
+            # The events go straight into the inbox (the listener is not
+            # what this checks) with the polls ordered so that the worker
+            # takes the flood first; each batch of 1,000 costs one list call,
+            # held 3 s by the simulator, so the 6 batches take about 18 s
+            sim.call("DELETE", "/_sim/faults")
+            leaf = leaf_issues("mirror")[0]
+            q("""BEGIN;
+                 INSERT INTO coding_fdw.webhook_event (server_oid, delivery, event, payload)
+                 SELECT s.server_oid, 'turn-' || i, 'ISSUE_UPDATED',
+                        jsonb_build_object('event', 'ISSUE_UPDATED', 'issue', jsonb_build_object('code', %s),
+                                           'project', jsonb_build_object('name', 'backend'),
+                                           'team', jsonb_build_object('domain', 'acme'))
+                   FROM coding_fdw.subscription s, generate_series(1, 6000) i WHERE s.server_name = 'coding';
+                 SELECT coding_fdw.sync_now('signed');
+                 UPDATE coding_fdw.subscription SET next_poll = now() + CASE server_name
+                   WHEN 'coding' THEN interval '1 hour' ELSE interval '2 hours' END
+                  WHERE server_name IN ('coding', 'signed');
+                 COMMIT""" % leaf)
+            sim.fault(type="delay", action="DescribeIssueListWithPage", seconds=3, count=7)
+            try:
+                wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery LIKE 'turn-%' "
+                                     "AND state = 'pending'") == "0", 90, "the flood applied")
+                assert wait_for_sync("signed")
+                order = q("SELECT (SELECT last_poll FROM coding_fdw.subscription WHERE server_name = 'signed') "
+                          "< (SELECT max(done_at) FROM coding_fdw.webhook_event WHERE delivery LIKE 'turn-%')")
+                assert order == "t", "the poll waited for the whole flood"
+            finally:
+                sim.call("DELETE", "/_sim/faults")
+                q("DELETE FROM coding_fdw.webhook_event WHERE delivery LIKE 'turn-%'")
+        res.check("a flood of events for one subscription yields to another's poll after 10 s", events_turn)
+
         def iteration_deleted():
             # Coding takes the issues out of a deleted iteration and sends
             # no issue event for them: ITERATION_DELETED asks for a poll,
