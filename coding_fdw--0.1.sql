@@ -143,6 +143,10 @@ AS 'MODULE_PATHNAME', 'coding_worker_available' LANGUAGE C STRICT;
 CREATE FUNCTION _acting_role() RETURNS oid
 AS 'MODULE_PATHNAME', 'coding_acting_role' LANGUAGE C STABLE;
 
+-- The server whose poll or full sync the worker runs now (0: none).
+CREATE FUNCTION _worker_syncing() RETURNS oid
+AS 'MODULE_PATHNAME', 'coding_worker_syncing' LANGUAGE C VOLATILE;
+
 -- Wake the sync worker when the calling transaction commits.
 CREATE FUNCTION wake_worker() RETURNS void
 AS 'MODULE_PATHNAME', 'coding_wake_worker' LANGUAGE C STRICT;
@@ -412,8 +416,11 @@ LANGUAGE sql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 $$;
 REVOKE EXECUTE ON FUNCTION _forget(oid) FROM PUBLIC;
 
+-- client_min_messages: the private schema's "drop cascades to" NOTICE
+-- names internals the user never created.
 CREATE FUNCTION sync_stop(server name, drop_tables boolean DEFAULT false) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp
+SET client_min_messages = warning AS $$
 DECLARE
   s coding_fdw.subscription := coding_fdw._subscription(server);
   tbl text;
@@ -449,7 +456,8 @@ END $$;
 -- would otherwise fail on the dropped foreign tables for good, and the
 -- listener keep storing events for a subscription nobody can stop.
 CREATE FUNCTION _server_dropped() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp
+SET client_min_messages = warning AS $$
 DECLARE
   gone oid[];
   srv oid;
@@ -1507,6 +1515,8 @@ END $$;
 -- knows its table), so they repeat on the server's three rows.
 CREATE VIEW sync_status WITH (security_barrier) AS
 SELECT coding_fdw._server_name(s.server_oid, s.server_name) AS server, t.table_name, s.into_schema, s.mode, s.state,
+       -- a poll or full sync under way (its writes show when it commits)
+       s.server_oid = coding_fdw._worker_syncing() AS syncing,
        coding_fdw._rows(s.into_schema, t.table_name) AS rows,
        s.last_full_sync, s.last_poll, s.next_poll, s.issues_cursor AS cursor,
        coalesce(f.inserted, 0) AS full_inserted, coalesce(f.updated, 0) AS full_updated,

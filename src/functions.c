@@ -149,7 +149,9 @@ coding_test_connection(PG_FUNCTION_ARGS)
 			 psprintf("no token: CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (token '...')",
 					  quote_identifier(conn->servername)));
 	else if (!reached)
-		emit(&out, "token", -1, "not checked: Coding is unreachable");
+		emit(&out, "token", -1, r.errclass == CODING_ERR_NETWORK ?
+			 "not checked: Coding is unreachable" :
+			 "not checked: api_url does not answer like Coding");
 	else if (r.errclass == CODING_OK)
 	{
 		cJSON	   *user = cJSON_GetObjectItemCaseSensitive(r.response, "User");

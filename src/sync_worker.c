@@ -30,6 +30,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -47,6 +48,7 @@ PG_FUNCTION_INFO_V1(coding_worker_available);
 PG_FUNCTION_INFO_V1(coding_acting_role);
 PG_FUNCTION_INFO_V1(coding_wake_worker);
 PG_FUNCTION_INFO_V1(coding_before_drop);
+PG_FUNCTION_INFO_V1(coding_worker_syncing);
 
 /* GUC: the database whose subscriptions the worker serves. */
 char	   *coding_sync_database = NULL;
@@ -56,6 +58,8 @@ typedef struct SyncShared
 {
 	Latch	   *latch;			/* the worker's process latch, or NULL */
 	pid_t		pid;
+	Oid			database;		/* the database the worker serves */
+	pg_atomic_uint32 syncing;	/* the server it is syncing now, or 0 */
 } SyncShared;
 
 static SyncShared *sync_shared = NULL;
@@ -98,7 +102,10 @@ sync_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	sync_shared = ShmemInitStruct("coding_fdw sync worker", sizeof(SyncShared), &found);
 	if (!found)
+	{
 		memset(sync_shared, 0, sizeof(SyncShared));
+		pg_atomic_init_u32(&sync_shared->syncing, InvalidOid);
+	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -275,6 +282,27 @@ coding_worker_available(PG_FUNCTION_ARGS)
 
 	PG_RETURN_BOOL(sync_shared != NULL && db != NULL &&
 				   strcmp(db, coding_sync_database) == 0);
+}
+
+/*
+ * coding_worker_syncing
+ *		The server whose poll or full sync the worker is running now (0 if
+ *		none, or in another database): sync_status shows it as "syncing",
+ *		since the sync's own writes stay invisible until it commits.
+ */
+Datum
+coding_worker_syncing(PG_FUNCTION_ARGS)
+{
+	if (sync_shared == NULL || sync_shared->database != MyDatabaseId)
+		PG_RETURN_OID(InvalidOid);
+	PG_RETURN_OID((Oid) pg_atomic_read_u32(&sync_shared->syncing));
+}
+
+/* clear_syncing: at the worker's exit, it syncs nothing any more. */
+static void
+clear_syncing(int code, Datum arg)
+{
+	pg_atomic_write_u32(&sync_shared->syncing, InvalidOid);
 }
 
 /* wake_xact_callback: set the worker's latch once the wake is committed. */
@@ -568,7 +596,9 @@ sync_one(DueSubscription *d)
 	{
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("coding_fdw: syncing server %s", d->name));
+		pg_atomic_write_u32(&sync_shared->syncing, d->server);
 		(void) run_guarded(d, "SELECT coding_fdw._sync($1)", "SELECT coding_fdw._failed($1, $2, $3)", "sync");
+		pg_atomic_write_u32(&sync_shared->syncing, InvalidOid);
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -603,6 +633,9 @@ coding_sync_worker_main(Datum arg)
 
 	sync_shared->latch = MyLatch;
 	sync_shared->pid = MyProcPid;
+	sync_shared->database = MyDatabaseId;
+	pg_atomic_write_u32(&sync_shared->syncing, InvalidOid);
+	before_shmem_exit(clear_syncing, (Datum) 0);
 	pgstat_report_appname("coding_fdw sync worker");
 	ereport(LOG, (errmsg("coding_fdw sync worker started for database \"%s\"",
 						 coding_sync_database)));

@@ -477,6 +477,9 @@ def main():
                     wait_until(lambda: any(e.get("fault") == "delay" for e in
                                            sim.call("GET", "/_sim/log?action=" + action)["requests"]),
                                20, "the worker's %s to be held by the simulator" % action)
+                    # the sync's writes are not visible yet; that it runs is
+                    assert q("SELECT string_agg(DISTINCT syncing::text, ',') FROM coding_fdw.sync_status "
+                             "WHERE server = 'race'") == "true"
                     if how == "stop":
                         q("SELECT coding_fdw.sync_stop('race', drop_tables => true)")
                         assert q("SELECT to_regclass('race_mirror.issues') IS NULL") == "t"
@@ -526,6 +529,8 @@ def main():
                 holder.wait(20)
             q("SELECT coding_fdw.sync_now('mob')")
             assert wait_for_sync("mob"), status("mob", "issues")
+            wait_until(lambda: q("SELECT string_agg(DISTINCT syncing::text, ',') FROM coding_fdw.sync_status "
+                                 "WHERE server = 'mob'") == "false", 10, "mob's sync to show as ended")
         res.check("a user's lock on a synced table fails that sync after lock_timeout, not the others",
                   user_lock)
 
