@@ -1201,7 +1201,9 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp 
   -- not while the last sync failed: its retry waits on a back-off
   -- (_failed), which asking for polls must not undo
   UPDATE coding_fdw.subscription SET next_poll = least(next_poll, now())
-   WHERE server_oid = srv AND state <> 'error' AND coding_fdw._owns(srv)
+   WHERE server_oid = srv AND state <> 'error' AND coding_fdw._owns(srv);
+  -- the events worker asks: the sync worker may be asleep until its next poll
+  SELECT coding_fdw.wake_worker();
 $$;
 
 -- Apply up to "batch" due webhook events of a subscription, run by the

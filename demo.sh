@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/build_install.sh
-# preloaded, so the sync worker and the webhook listener run too (the
+# preloaded, so the sync and events workers and the webhook listener run too (the
 # listener on a free port, so a real 8808 elsewhere is not disturbed)
 hook_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 exec pg_virtualenv -t -v 15 -o shared_preload_libraries=coding_fdw -o coding_fdw.webhook_port="$hook_port" \

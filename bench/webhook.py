@@ -19,7 +19,7 @@ minute, so neither side gets the good minute), E/3 events per round:
   a) hookload POSTs distinct ITERATION_CREATED deliveries (each a new
      iteration code) to webhook_url('coding') over C connections; the
      listener answers 200 only after the event's commit, so acknowledged
-     events/s = ok answers / (last answer - first send).  The sync worker
+     events/s = ok answers / (last answer - first send).  The events worker
      applies them meanwhile, as in production.  Then, polling with a
      deadline, wait until all are applied; latency POST -> visible =
      webhook_event.done_at (clock_timestamp() in the apply transaction) -
@@ -202,8 +202,10 @@ def wait_applied(tag, n):
 
 
 class ApplyHeld:
-    """While open, the sync worker cannot apply: a session holds LOCK TABLE
-    mirror.iterations IN EXCLUSIVE MODE (reads pass, the apply's INSERT waits).
+    """While open, the events worker cannot apply: a session holds LOCK TABLE
+    mirror.iterations IN EXCLUSIVE MODE (reads pass, the apply's INSERT waits;
+    after the worker's lock_timeout, 10 s, the attempt fails and is retried
+    with its back-off, which does not touch the listener).
     Diagnostic only: it shows the listener's rate without the apply competing
     for the CPUs.  The lock is confirmed by a reply, released by COMMIT."""
 
@@ -397,7 +399,7 @@ def main():
                   "(target >= 1: %s)" % (TARGET_CONC, l_rate, p_rate, l_rate / p_rate,
                                         "met" if l_rate >= p_rate else "NOT met"))
         print("Diagnostic, not the figure: one more listener round per concurrency with the "
-              "sync worker's apply held back (a session holds LOCK TABLE %s.iterations IN "
+              "events worker's apply held back (a session holds LOCK TABLE %s.iterations IN "
               "EXCLUSIVE MODE during the ingest), against the same pgbench rate: %s"
               % (SCHEMA, "; ".join("concurrency %d: %.0f events/s = %.3f x pgbench"
                                    % (c, v[2], v[2] / v[1]) for c, v in summary.items())))

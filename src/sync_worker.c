@@ -1,20 +1,27 @@
 /*-------------------------------------------------------------------------
  * sync_worker.c
- *		The sync background worker: keeps each subscription's local tables
- *		current by running coding_fdw._sync() for it, as its owner, when
- *		it is due or asked for.
+ *		The two sync background workers: the sync worker keeps each
+ *		subscription's local tables current by running coding_fdw._sync()
+ *		for it, as its owner, when a poll or full sync is due or asked for;
+ *		the events worker applies the webhook events the listener stored
+ *		(coding_fdw._apply_events()).
  *
  * Started from shared_preload_libraries for the database coding_fdw.database.
- * It waits only on its latch (with a timeout until the next poll is due);
- * sync_start/sync_now/sync_stop set that latch when their transaction
- * commits.  Every sync runs in its own transaction under PG_TRY: a failure
- * (Coding down, a bad row) is rolled back, recorded as last_error and
- * retried later; the loop itself never stops for it.  SIGTERM ends the
- * worker at the next interrupt check (also in the middle of an HTTP
- * transfer); the postmaster restarts it after a crash.
+ * Two workers, so that a full sync of one subscription (minutes, with
+ * details) does not hold up the webhook events of the others; they never
+ * serve the same subscription at once (claim_server), so its events and its
+ * syncs stay one after the other.  Each waits only on its latch (with a
+ * timeout until the next poll or retry is due); sync_start/sync_now/
+ * sync_stop set both latches when their transaction commits, the listener
+ * the events worker's.  Every step runs in its own transaction under
+ * PG_TRY: a failure (Coding down, a bad row) is rolled back, recorded as
+ * last_error and retried later; the loop itself never stops for it.
+ * SIGTERM ends a worker at the next interrupt check (also in the middle of
+ * an HTTP transfer); the postmaster restarts it after a crash.
  *
- * Shared memory holds only the worker's latch pointer (a PGPROC latch,
- * itself in shared memory) and its pid: nothing process-local.
+ * Shared memory holds the workers' latch pointers (PGPROC latches, themselves
+ * in shared memory), pids and the server oid each is serving: nothing
+ * process-local.
  *-------------------------------------------------------------------------
  */
 #include "coding_fdw.h"
@@ -36,6 +43,7 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -53,13 +61,32 @@ PG_FUNCTION_INFO_V1(coding_worker_syncing);
 /* GUC: the database whose subscriptions the worker serves. */
 char	   *coding_sync_database = NULL;
 
-/* What backends need to wake the worker. */
+/*
+ * The two workers: polls and full syncs, and webhook events.  Apart, so
+ * that a full sync of one subscription (minutes, with details) does not
+ * hold up the webhook events of the others.
+ */
+typedef enum WorkerRole
+{
+	ROLE_SYNC = 0,				/* polls and full syncs: _sync */
+	ROLE_EVENTS = 1				/* webhook events: _apply_events */
+} WorkerRole;
+
+#define N_ROLES 2
+
+/*
+ * What backends need to wake the workers, and which subscription each is
+ * serving: the two never serve the same one at once (claim_server), so a
+ * subscription's events and its syncs stay one after the other, as with
+ * one worker.
+ */
 typedef struct SyncShared
 {
-	Latch	   *latch;			/* the worker's process latch, or NULL */
-	pid_t		pid;
-	Oid			database;		/* the database the worker serves */
-	pg_atomic_uint32 syncing;	/* the server it is syncing now, or 0 */
+	slock_t		mutex;			/* protects serving[] */
+	Latch	   *latch[N_ROLES]; /* each worker's process latch, or NULL */
+	pid_t		pid[N_ROLES];
+	Oid			database;		/* the database the workers serve */
+	Oid			serving[N_ROLES];	/* the server each serves now, or 0 */
 } SyncShared;
 
 static SyncShared *sync_shared = NULL;
@@ -81,6 +108,7 @@ static Oid	acting_role = InvalidOid;
 #define MAX_SLEEP_MS	60000
 
 PGDLLEXPORT void coding_sync_worker_main(Datum arg);
+PGDLLEXPORT void coding_events_worker_main(Datum arg);
 
 /* sync_shmem_request: room for SyncShared (preload only). */
 static void
@@ -104,7 +132,7 @@ sync_shmem_startup(void)
 	if (!found)
 	{
 		memset(sync_shared, 0, sizeof(SyncShared));
-		pg_atomic_init_u32(&sync_shared->syncing, InvalidOid);
+		SpinLockInit(&sync_shared->mutex);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -139,6 +167,7 @@ coding_sync_init(void)
 	shmem_startup_hook = sync_shmem_startup;
 
 	coding_register_worker("coding_sync_worker_main", "coding_fdw sync worker");
+	coding_register_worker("coding_events_worker_main", "coding_fdw events worker");
 }
 
 /*
@@ -293,38 +322,95 @@ coding_worker_available(PG_FUNCTION_ARGS)
 Datum
 coding_worker_syncing(PG_FUNCTION_ARGS)
 {
+	Oid			server;
+
 	if (sync_shared == NULL || sync_shared->database != MyDatabaseId)
 		PG_RETURN_OID(InvalidOid);
-	PG_RETURN_OID((Oid) pg_atomic_read_u32(&sync_shared->syncing));
+	SpinLockAcquire(&sync_shared->mutex);
+	server = sync_shared->serving[ROLE_SYNC];
+	SpinLockRelease(&sync_shared->mutex);
+	PG_RETURN_OID(server);
 }
 
-/* clear_syncing: at the worker's exit, it syncs nothing any more. */
+/* wake_role: set one worker's latch, if it runs. */
 static void
-clear_syncing(int code, Datum arg)
+wake_role(WorkerRole role)
 {
-	pg_atomic_write_u32(&sync_shared->syncing, InvalidOid);
+	Latch	   *latch = sync_shared ? sync_shared->latch[role] : NULL;
+
+	if (latch)
+		SetLatch(latch);
 }
 
-/* wake_xact_callback: set the worker's latch once the wake is committed. */
+/*
+ * claim_server
+ *		Whether this worker may serve "server" now: not while the other
+ *		worker serves it.  Marks it as served by this one.
+ */
+static bool
+claim_server(WorkerRole role, Oid server)
+{
+	bool		ok;
+
+	SpinLockAcquire(&sync_shared->mutex);
+	ok = sync_shared->serving[1 - role] != server;
+	if (ok)
+		sync_shared->serving[role] = server;
+	SpinLockRelease(&sync_shared->mutex);
+	return ok;
+}
+
+/*
+ * release_server
+ *		Done with the server claimed: the other worker, which may have
+ *		passed it over meanwhile, is woken to look again.
+ */
+static void
+release_server(WorkerRole role)
+{
+	SpinLockAcquire(&sync_shared->mutex);
+	sync_shared->serving[role] = InvalidOid;
+	SpinLockRelease(&sync_shared->mutex);
+	wake_role(1 - role);
+}
+
+/* release_at_exit: a worker that exits serves nothing any more. */
+static void
+release_at_exit(int code, Datum arg)
+{
+	WorkerRole	role = (WorkerRole) DatumGetInt32(arg);
+
+	SpinLockAcquire(&sync_shared->mutex);
+	sync_shared->serving[role] = InvalidOid;
+	if (sync_shared->pid[role] == MyProcPid)
+	{
+		sync_shared->latch[role] = NULL;
+		sync_shared->pid[role] = 0;
+	}
+	SpinLockRelease(&sync_shared->mutex);
+}
+
+/* wake_xact_callback: set both workers' latches once the wake is committed. */
 static void
 wake_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_COMMIT && wake_at_commit && sync_shared &&
-		sync_shared->latch)
-		SetLatch(sync_shared->latch);
+	if (event == XACT_EVENT_COMMIT && wake_at_commit)
+	{
+		wake_role(ROLE_SYNC);
+		wake_role(ROLE_EVENTS);
+	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
 		wake_at_commit = false;
 }
 
 /*
  * coding_sync_wake
- *		Wake the worker now (the webhook listener, after its commit).
+ *		Wake the events worker now (the webhook listener, after its commit).
  */
 void
 coding_sync_wake(void)
 {
-	if (sync_shared && sync_shared->latch)
-		SetLatch(sync_shared->latch);
+	wake_role(ROLE_EVENTS);
 }
 
 /*
@@ -350,20 +436,20 @@ typedef struct DueSubscription
 	Oid			server;
 	Oid			owner;
 	char	   *name;
-	bool		poll_due;		/* a poll or full sync is due or asked for */
-	bool		events_due;		/* webhook events wait to be applied */
 } DueSubscription;
 
 /*
  * find_due
- *		The subscriptions to sync now; *sleep_ms is how long until the next
- *		one is due.  Nothing if the extension is not installed here.  A
- *		sync asked for runs at once, unless the last one failed: then it
- *		waits for its retry time, so a persistent failure (a revoked token)
- *		does not become a tight loop against Coding.
+ *		The subscriptions "role" should serve now (polls and syncs, or
+ *		webhook events); *sleep_ms is how long until the next one is due.
+ *		Nothing if the extension is not installed here.  A sync asked for
+ *		runs at once, unless the last one failed: then it waits for its
+ *		retry time, so a persistent failure (a revoked token) does not
+ *		become a tight loop against Coding.  Events wait for their
+ *		next_attempt the same way.
  */
 static List *
-find_due(long *sleep_ms)
+find_due(WorkerRole role, long *sleep_ms)
 {
 	List	   *due = NIL;
 	MemoryContext caller = CurrentMemoryContext;
@@ -377,20 +463,32 @@ find_due(long *sleep_ms)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "coding_fdw: looking for due subscriptions");
 
+	/*
+	 * Columns: server, owner, name, due, ms until due.  Each time is
+	 * clamped to now() first: a new event's next_attempt is -infinity.
+	 */
 	if (SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'coding_fdw'", true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1 &&
-		SPI_execute("SELECT server_oid, owner_oid,"
+		SPI_execute(role == ROLE_SYNC ?
+					"SELECT server_oid, owner_oid,"
 					" coding_fdw._server_name(s.server_oid, s.server_name)::text,"
 					" next_poll <= now() OR (requested > applied AND state <> 'error'),"
 					" (extract(epoch FROM least(greatest(next_poll, now()),"
-					"                          CASE WHEN e.next_attempt IS NOT NULL THEN greatest(e.next_attempt, now()) END,"
-					"                          now() + interval '1 hour') - now()) * 1000)::bigint,"
-					" coalesce(e.next_attempt <= now(), false)"
+					"                          now() + interval '1 hour') - now()) * 1000)::bigint"
+					" FROM coding_fdw.subscription s"
+					" ORDER BY next_poll" :
+					"SELECT server_oid, owner_oid,"
+					" coding_fdw._server_name(s.server_oid, s.server_name)::text,"
+					" coalesce(e.next_attempt <= now(), false),"
+					" (extract(epoch FROM least(CASE WHEN e.next_attempt IS NOT NULL"
+					"                                    THEN greatest(e.next_attempt, now()) END,"
+					"                          now() + interval '1 hour') - now()) * 1000)::bigint"
 					" FROM coding_fdw.subscription s"
 					" LEFT JOIN LATERAL (SELECT min(next_attempt) AS next_attempt"
 					"                      FROM coding_fdw.webhook_event w"
 					"                     WHERE w.server_oid = s.server_oid AND w.state = 'pending') e ON true"
-					" ORDER BY next_poll", true, 0) == SPI_OK_SELECT)
+					" ORDER BY e.next_attempt",
+					true, 0) == SPI_OK_SELECT)
 	{
 		for (i = 0; i < SPI_processed; i++)
 		{
@@ -398,10 +496,7 @@ find_due(long *sleep_ms)
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
 
-			bool		poll_due = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-			bool		events_due = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
-
-			if (poll_due || events_due)
+			if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
 			{
 				MemoryContext old = MemoryContextSwitchTo(caller);
 				DueSubscription *d = palloc(sizeof(DueSubscription));
@@ -409,8 +504,6 @@ find_due(long *sleep_ms)
 				d->server = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 				d->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
 				d->name = SPI_getvalue(tup, desc, 3);
-				d->poll_due = poll_due;
-				d->events_due = events_due;
 				due = lappend(due, d);
 				MemoryContextSwitchTo(old);
 			}
@@ -563,54 +656,61 @@ run_guarded(DueSubscription *d, const char *sql, const char *failed_sql, const c
 }
 
 /*
- * A subscription's turn at applying webhook events: then the others are
- * served (a flood of events for one must not stop the polls of the rest),
- * and the worker comes back to it.
+ * A subscription's turn at applying webhook events: then the others'
+ * events are served (a flood for one must not hold up the rest), and the
+ * events worker comes back to it.
  */
 #define EVENTS_TURN_MS	10000
+
+/*
+ * How long the events worker waits, at most, before it looks again at a
+ * subscription it passed over because the sync worker was serving it
+ * (release_server wakes it sooner).
+ */
+#define PASSED_OVER_MS	1000
 
 /* How long a step waits for a lock before it fails and is retried later. */
 #define WORKER_LOCK_TIMEOUT "10s"
 
 /*
- * sync_one
- *		Serve one subscription: its webhook events first (they are what a
- *		user waits for), then a poll or full sync if one is due.
+ * serve
+ *		One subscription's due work: for the sync worker its poll or full
+ *		sync, for the events worker its webhook events, batch after batch
+ *		for one turn at most.
  */
 static void
-sync_one(DueSubscription *d)
+serve(WorkerRole role, DueSubscription *d)
 {
-	if (d->events_due)
+	if (role == ROLE_EVENTS)
 	{
 		TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EVENTS_TURN_MS);
 
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("coding_fdw: applying webhook events of server %s", d->name));
-		/* batch after batch while more are due, for one turn at most */
 		while (run_guarded(d, "SELECT coding_fdw._apply_events($1)",
 						   "SELECT coding_fdw._events_failed($1, $2, $3)", "applying webhook events") &&
 			   GetCurrentTimestamp() < until)
 			CHECK_FOR_INTERRUPTS();
 	}
-	if (d->poll_due)
+	else
 	{
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("coding_fdw: syncing server %s", d->name));
-		pg_atomic_write_u32(&sync_shared->syncing, d->server);
 		(void) run_guarded(d, "SELECT coding_fdw._sync($1)", "SELECT coding_fdw._failed($1, $2, $3)", "sync");
-		pg_atomic_write_u32(&sync_shared->syncing, InvalidOid);
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 /*
- * coding_sync_worker_main
- *		The worker's loop: serve what is due, then wait on the latch until
- *		woken or the next poll is due.
+ * worker_main
+ *		A worker's loop: serve what is due for its role (passing over a
+ *		subscription the other worker is serving), then wait on the latch
+ *		until woken or the next one is due.
  */
-void
-coding_sync_worker_main(Datum arg)
+static void
+worker_main(WorkerRole role)
 {
+	const char *name = role == ROLE_SYNC ? "coding_fdw sync worker" : "coding_fdw events worker";
 	MemoryContext loop_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -624,29 +724,32 @@ coding_sync_worker_main(Datum arg)
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 	/*
-	 * One worker serves every subscription in turn: a lock a user holds on
-	 * a synced table (VACUUM FULL, a long FOR UPDATE) must not stall all
-	 * of them.  The step fails with 55P03 and is retried with its back-off
+	 * A worker serves every subscription in turn: a lock a user holds on a
+	 * synced table (VACUUM FULL, a long FOR UPDATE) must not stall all of
+	 * them.  The step fails with 55P03 and is retried with its back-off
 	 * (_failed; events keep their attempts, _failure_outcome).
 	 */
 	SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT, PGC_SUSET, PGC_S_SESSION);
 
-	sync_shared->latch = MyLatch;
-	sync_shared->pid = MyProcPid;
+	SpinLockAcquire(&sync_shared->mutex);
+	sync_shared->latch[role] = MyLatch;
+	sync_shared->pid[role] = MyProcPid;
+	sync_shared->serving[role] = InvalidOid;
 	sync_shared->database = MyDatabaseId;
-	pg_atomic_write_u32(&sync_shared->syncing, InvalidOid);
-	before_shmem_exit(clear_syncing, (Datum) 0);
-	pgstat_report_appname("coding_fdw sync worker");
-	ereport(LOG, (errmsg("coding_fdw sync worker started for database \"%s\"",
-						 coding_sync_database)));
+	SpinLockRelease(&sync_shared->mutex);
+	before_shmem_exit(release_at_exit, Int32GetDatum(role));
+	pgstat_report_appname(name);
+	ereport(LOG, (errmsg("%s started for database \"%s\"", name, coding_sync_database)));
 
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "coding_fdw sync loop",
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "coding_fdw worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		List	   *due;
 		ListCell   *lc;
 		long		sleep_ms;
+		bool		served = false;
+		bool		passed_over = false;
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
@@ -660,7 +763,7 @@ coding_sync_worker_main(Datum arg)
 		MemoryContextSwitchTo(loop_cxt);
 		PG_TRY();
 		{
-			due = find_due(&sleep_ms);
+			due = find_due(role, &sleep_ms);
 		}
 		PG_CATCH();
 		{
@@ -675,14 +778,39 @@ coding_sync_worker_main(Datum arg)
 		PG_END_TRY();
 		foreach(lc, due)
 		{
+			DueSubscription *d = (DueSubscription *) lfirst(lc);
+
 			CHECK_FOR_INTERRUPTS();
-			sync_one((DueSubscription *) lfirst(lc));
+			if (!claim_server(role, d->server))
+			{
+				passed_over = true;
+				continue;
+			}
+			serve(role, d);
+			release_server(role);
+			served = true;
 		}
 		pgstat_report_stat(false);
 
-		if (due != NIL)
+		if (served)
 			continue;			/* look again: more may have come due */
+		if (passed_over)
+			sleep_ms = Min(sleep_ms, PASSED_OVER_MS);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 sleep_ms, PG_WAIT_EXTENSION);
 	}
+}
+
+/* coding_sync_worker_main: the worker for polls and full syncs. */
+void
+coding_sync_worker_main(Datum arg)
+{
+	worker_main(ROLE_SYNC);
+}
+
+/* coding_events_worker_main: the worker for webhook events. */
+void
+coding_events_worker_main(Datum arg)
+{
+	worker_main(ROLE_EVENTS);
 }

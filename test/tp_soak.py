@@ -6,7 +6,7 @@ iteration events for objects Coding has), changes on the simulated server
 (creates, renames, deletes; their real Service Hook deliveries go to the
 listener and may be lost in the crash, as Coding never retries), polling
 every 2 s with reconciliation, and foreign scans in a loop.  At a random
-moment it kills one of: the sync worker, the listener, a scanning backend
+moment it kills one of: the sync worker, the events worker, the listener, a scanning backend
 (kill -9: the postmaster restarts everything), or the whole cluster
 (immediate shutdown, then start).  After each round: every acknowledged
 delivery is applied, and the local tables equal Coding's data.
@@ -110,7 +110,8 @@ def main():
             # then a random victim
             target = int(rng.uniform(0.05, 0.9) * len(bodies))
             wait_until(lambda: len(burst.acked) >= target, 60, "%d events acknowledged" % target, interval=0.005)
-            kind = rng.choice(["sync worker", "webhook listener", "scanning backend", "immediate shutdown"])
+            kind = rng.choice(["sync worker", "events worker", "webhook listener", "scanning backend",
+                               "immediate shutdown"])
             kinds[kind] = kinds.get(kind, 0) + 1
             if kind == "immediate shutdown":
                 subprocess.run(["pg_ctlcluster", cluster, "regress", "stop", "-m", "immediate"],
@@ -143,7 +144,7 @@ def main():
 
             # convergence: a poll (with reconciliation) after the dust settles
             wait_until(lambda: q_retry("SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'coding_fdw %'")
-                       == "2", 60, "both workers running")
+                       == "3", 60, "the three workers running")
             q_retry("SELECT coding_fdw.sync_now('coding')")
             wait_until(lambda: q_retry("SELECT coding_fdw.wait_for_sync('coding', '30 s')") == "t", 180,
                        "round %d applied" % r)

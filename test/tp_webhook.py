@@ -11,7 +11,7 @@ reordered deliveries (a delete before the older update) never resurrect a
 row; an event that cannot be applied stays in the inbox with its error, is
 retried, becomes a dead letter, and replay() brings it back; a burst of
 10,000 events from 8 concurrent senders all applied; kill -9 of the
-listener and of the sync worker during a burst loses no acknowledged
+listener and of the events worker during a burst loses no acknowledged
 event; in mode "both" a dropped webhook is repaired by polling.  Every
 wait is wait_for_sync or a polled condition with a deadline.
 """
@@ -214,6 +214,7 @@ def main():
         def listener_running():
             assert backend_pid("webhook listener"), "no listener in pg_stat_activity"
             assert backend_pid("sync worker"), "no sync worker in pg_stat_activity"
+            assert backend_pid("events worker"), "no events worker in pg_stat_activity"
             key = url.rsplit("/", 1)[1]
             assert url == "%s/coding_fdw/webhook/%s" % (base, key), url
             assert len(key) == 64 and all(c in "0123456789abcdef" for c in key), key
@@ -257,21 +258,22 @@ def main():
             wait_until(answers, 20, "the listener on its default address again")
         res.check("listener runs; webhook_url is {public_url}/coding_fdw/webhook/{random key}", listener_running)
 
-        def idle_worker_sleeps():
+        def idle_workers_sleep():
             # nothing due for an hour (webhook mode) and no event pending:
-            # the worker sleeps on its latch (it used to look for due
-            # subscriptions a thousand times a second)
-            pid = backend_pid("sync worker")
+            # both workers sleep on their latches (the sync worker used to
+            # look for due subscriptions a thousand times a second)
+            pids = {kind: backend_pid(kind) for kind in ("sync worker", "events worker")}
 
-            def cpu_ticks():
+            def cpu_ticks(pid):
                 with open("/proc/%s/stat" % pid) as f:
                     fields = f.read().rsplit(")", 1)[1].split()
                 return int(fields[11]) + int(fields[12])      # utime + stime
-            start, t0 = cpu_ticks(), time.monotonic()
+            start, t0 = {k: cpu_ticks(p) for k, p in pids.items()}, time.monotonic()
             time.sleep(3)        # a measuring window, not synchronisation
-            used = (cpu_ticks() - start) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
-            assert used < 0.1, "the idle sync worker used %.0f%% of a CPU" % (used * 100)
-        res.check("an idle sync worker sleeps (under 10% of a CPU)", idle_worker_sleeps)
+            for kind, pid in pids.items():
+                used = (cpu_ticks(pid) - start[kind]) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
+                assert used < 0.1, "the idle %s used %.0f%% of a CPU" % (kind, used * 100)
+        res.check("idle sync and events workers sleep (under 10% of a CPU each)", idle_workers_sleep)
 
         def http_answers():
             st, body, _ = post(url, None, method="GET")
@@ -1131,16 +1133,17 @@ def main():
             return run
         res.check("kill -9 of the listener during a burst: every acknowledged event applied",
                   kill_during_burst("webhook listener", 200000))
-        res.check("kill -9 of the sync worker during a burst: every acknowledged event applied",
-                  kill_during_burst("sync worker", 300000))
+        res.check("kill -9 of the events worker during a burst: every acknowledged event applied",
+                  kill_during_burst("events worker", 300000))
 
         def events_turn():
             # a flood of events for one subscription gets 10 s turns: another
-            # subscription's poll, due behind it, is served between them.
+            # subscription's event, due behind it, is applied between them.
             # The events go straight into the inbox (the listener is not
-            # what this checks) with the polls ordered so that the worker
-            # takes the flood first; each batch of 1,000 costs one list call,
-            # held 3 s by the simulator, so the 6 batches take about 18 s
+            # what this checks), the other's a moment later so that the
+            # events worker takes the flood first; each batch of 1,000 costs
+            # one list call, held 3 s by the simulator, so the 6 batches
+            # take about 18 s
             sim.call("DELETE", "/_sim/faults")
             leaf = leaf_issues("mirror")[0]
             q("""BEGIN;
@@ -1150,23 +1153,51 @@ def main():
                                            'project', jsonb_build_object('name', 'backend'),
                                            'team', jsonb_build_object('domain', 'acme'))
                    FROM coding_fdw.subscription s, generate_series(1, 6000) i WHERE s.server_name = 'coding';
-                 SELECT coding_fdw.sync_now('signed');
-                 UPDATE coding_fdw.subscription SET next_poll = now() + CASE server_name
-                   WHEN 'coding' THEN interval '1 hour' ELSE interval '2 hours' END
-                  WHERE server_name IN ('coding', 'signed');
-                 COMMIT""" % leaf)
-            sim.fault(type="delay", action="DescribeIssueListWithPage", seconds=3, count=7)
+                 INSERT INTO coding_fdw.webhook_event (server_oid, delivery, event, payload, next_attempt)
+                 SELECT s.server_oid, 'turn-other', 'ITERATION_CREATED', '%s', now()
+                   FROM coding_fdw.subscription s WHERE s.server_name = 'signed';
+                 SELECT coding_fdw.wake_worker();
+                 COMMIT""" % (leaf, json.dumps(iteration_event(777001, "turn", project="mobile"))))
+            sim.fault(type="delay", action="DescribeIssueListWithPage", seconds=3, count=6)
             try:
                 wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery LIKE 'turn-%' "
                                      "AND state = 'pending'") == "0", 90, "the flood applied")
-                assert wait_for_sync("signed")
-                order = q("SELECT (SELECT last_poll FROM coding_fdw.subscription WHERE server_name = 'signed') "
-                          "< (SELECT max(done_at) FROM coding_fdw.webhook_event WHERE delivery LIKE 'turn-%')")
-                assert order == "t", "the poll waited for the whole flood"
+                assert q("SELECT state FROM coding_fdw.webhook_event WHERE delivery = 'turn-other'") == "applied"
+                order = q("SELECT (SELECT done_at FROM coding_fdw.webhook_event WHERE delivery = 'turn-other') "
+                          "< (SELECT max(done_at) FROM coding_fdw.webhook_event WHERE delivery LIKE 'turn-%' "
+                          "AND delivery <> 'turn-other')")
+                assert order == "t", "the other subscription's event waited for the whole flood"
             finally:
                 sim.call("DELETE", "/_sim/faults")
-                q("DELETE FROM coding_fdw.webhook_event WHERE delivery LIKE 'turn-%'")
-        res.check("a flood of events for one subscription yields to another's poll after 10 s", events_turn)
+                q("DELETE FROM coding_fdw.webhook_event WHERE delivery LIKE 'turn-%'; "
+                  "DELETE FROM signed.iterations WHERE code = 777001")
+        res.check("a flood of events for one subscription yields to another's events after 10 s", events_turn)
+
+        def events_during_full_sync():
+            # a full sync of one subscription (held 10 s by the simulator)
+            # does not hold up another's webhook events: the events worker
+            # applies them while the sync worker waits on Coding
+            sim.call("DELETE", "/_sim/faults")
+            sim.call("DELETE", "/_sim/log")
+            sim.fault(type="delay", action="DescribeIterationList", seconds=10)
+            q("SELECT coding_fdw.sync_now('signed', full => true)")
+            try:
+                wait_until(lambda: any(e.get("fault") == "delay" for e in
+                                       sim.call("GET", "/_sim/log?action=DescribeIterationList")["requests"]),
+                           20, "the full sync to be held by the simulator")
+                st, _, _ = post(url, iteration_event(777002, "during"), headers={"X-Coding-Delivery": "during-1"})
+                assert st == 200
+                wait_until(lambda: q("SELECT state FROM coding_fdw.webhook_event WHERE delivery = 'during-1'")
+                           == "applied", 20, "the event applied")
+                assert q("SELECT string_agg(DISTINCT syncing::text, ',') FROM coding_fdw.sync_status "
+                         "WHERE server = 'signed'") == "true", "the event waited for the full sync"
+                assert q("SELECT name FROM mirror.iterations WHERE code = 777002") == "during"
+                assert wait_for_sync("signed")
+            finally:
+                sim.call("DELETE", "/_sim/faults")
+                q("DELETE FROM mirror.iterations WHERE code = 777002")
+        res.check("a full sync of one subscription does not hold up another's webhook events",
+                  events_during_full_sync)
 
         def iteration_deleted():
             # Coding takes the issues out of a deleted iteration and sends
@@ -1220,7 +1251,7 @@ def main():
                                headers={"X-Coding-Delivery": "late-1"})
             assert st == 404, (st, body)
             assert q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery = 'late-1'") == "0"
-            assert backend_pid("sync worker") and wait_for_sync("coding")
+            assert backend_pid("events worker") and wait_for_sync("coding")
         res.check("an event for a subscription being stopped: 503 at once, 404 once the stop commits, nothing left behind",
                   stop_while_storing)
 
