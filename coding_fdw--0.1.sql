@@ -102,6 +102,8 @@ CREATE TABLE webhook_event (
   UNIQUE (server_oid, delivery)
 );
 CREATE INDEX webhook_event_pending ON webhook_event (server_oid, id) WHERE state = 'pending';
+-- the events worker's search for due events: min(next_attempt) per server
+CREATE INDEX webhook_event_due ON webhook_event (server_oid, next_attempt) WHERE state = 'pending';
 REVOKE ALL ON webhook_event FROM PUBLIC;
 
 -- Webhook counters: the listener and the worker each own a row per
@@ -433,7 +435,8 @@ BEGIN
   -- waited on another stop finds no row and says so.
   PERFORM 1 FROM coding_fdw.subscription WHERE server_oid = s.server_oid FOR UPDATE;
   IF NOT FOUND THEN
-    s := coding_fdw._subscription(server);
+    s := coding_fdw._subscription(server);     -- raises unless started again meanwhile
+    PERFORM 1 FROM coding_fdw.subscription WHERE server_oid = s.server_oid FOR UPDATE;
   END IF;
   IF s.source_schema = format('coding_fdw_src_%s', s.server_oid)::name THEN
     EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', s.source_schema);
@@ -746,12 +749,18 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp 
     SET inserted = c.inserted + ins, updated = c.updated + upd, deleted = c.deleted + del
 $$;
 
+-- (_finish, _failed and _events_failed wait up to 2 minutes for the
+-- subscription row, not the workers' 10 s: its only other writers are the
+-- user's sync_now/sync_stop, and a sync thrown away after its Coding calls
+-- would be redone at once, with no back-off recorded.)
+--
 -- A sync done: the request it served, the cursor, the next poll (in mode
 -- webhook only the reconciliation interval: events keep the tables
 -- current), and old applied events and tombstones pruned.
 CREATE FUNCTION _finish(srv oid, served bigint, was_full boolean, reconciled boolean,
                         cursor_to timestamptz) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp
+SET lock_timeout = '2min' AS $$
   UPDATE coding_fdw.subscription
      SET applied = greatest(applied, served),
          requested_full = requested_full AND requested > served,
@@ -771,7 +780,8 @@ $$;
 
 -- A failed sync: keep tables and cursor as they were, say why, retry soon.
 CREATE FUNCTION _failed(srv oid, message text, sqlstate text) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp
+SET lock_timeout = '2min' AS $$
   -- the retry waits poll_interval (at most 30 s), twice as long after each
   -- further failure, up to 10 minutes: a sync that fails on a missing
   -- permission after its DescribeIssue calls must not spend the team's
@@ -812,6 +822,11 @@ BEGIN
   IF s IS NULL THEN
     RETURN;
   END IF;
+  -- the local tables before any call to Coding: a user's lock on one
+  -- (VACUUM FULL, LOCK TABLE) fails the step now (lock_timeout), not after
+  -- a full sync's calls, and once held no such lock can come in between
+  EXECUTE format('LOCK TABLE %1$I.issues, %1$I.iterations, %1$I.project_members IN ROW EXCLUSIVE MODE',
+                 s.into_schema);
   reconcile := is_full OR s.last_reconcile IS NULL
                OR now() - s.last_reconcile >= s.reconcile_interval;
   source := CASE WHEN is_full THEN 'full' ELSE 'poll' END;
@@ -1189,7 +1204,11 @@ END $$;
 -- The worker could not run _apply_events at all: every due event counts a
 -- failed attempt with the message (or waits, when Coding was unreachable).
 CREATE FUNCTION _events_failed(srv oid, message text, sqlstate text) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp
+SET lock_timeout = '2min' AS $$
+  -- the subscription row first, as every step (_get): sync_stop takes it
+  -- FOR UPDATE before it deletes the events
+  SELECT coding_fdw._get(srv);
   SELECT coding_fdw._events_done(srv, array_agg(id), array_agg(coding_fdw._failure_outcome(sqlstate)),
                                  array_agg(message))
     FROM coding_fdw._events_due(srv, 1000)
@@ -1316,7 +1335,9 @@ BEGIN
           coalesce((counts->tbl->>1)::bigint, 0) + (res = 'update')::int,
           coalesce((counts->tbl->>2)::bigint, 0) + (res = 'delete')::int]));
       END IF;
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION WHEN lock_not_available OR deadlock_detected OR serialization_failure THEN
+      RAISE;   -- a lock a user holds (lock_timeout): the whole step fails once, not each event
+    WHEN OTHERS THEN
       GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, err_state = RETURNED_SQLSTATE;
         msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
       ids := ids || ev.id;
@@ -1343,7 +1364,9 @@ BEGIN
       outcomes := outcomes || array_fill('applied'::text, ARRAY[cardinality(picked)])
                            || array_fill('failed'::text, ARRAY[cardinality(r.bad_ids)]);
       errors := errors || array_fill(NULL::text, ARRAY[cardinality(picked)]) || r.bad_errors;
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION WHEN lock_not_available OR deadlock_detected OR serialization_failure THEN
+      RAISE;   -- a lock a user holds (lock_timeout): the whole step fails once, not each event
+    WHEN OTHERS THEN
       -- one event does not fit: apply them one by one to find it
       FOR i IN 1 .. cardinality(it_ids) LOOP
         BEGIN
@@ -1357,7 +1380,9 @@ BEGIN
               coalesce((counts->'iterations'->>1)::bigint, 0) + (res = 'update')::int,
               coalesce((counts->'iterations'->>2)::bigint, 0) + (res = 'delete')::int]));
           END IF;
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN lock_not_available OR deadlock_detected OR serialization_failure THEN
+      RAISE;   -- a lock a user holds (lock_timeout): the whole step fails once, not each event
+    WHEN OTHERS THEN
           GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, err_state = RETURNED_SQLSTATE;
         msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
           ids := ids || it_ids[i];
@@ -1403,7 +1428,9 @@ BEGIN
             (counts->'issues'->>2)::bigint + r.deleted]));
         END IF;
         msg := NULL;
-      EXCEPTION WHEN OTHERS THEN
+      EXCEPTION WHEN lock_not_available OR deadlock_detected OR serialization_failure THEN
+      RAISE;   -- a lock a user holds (lock_timeout): the whole step fails once, not each event
+    WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, err_state = RETURNED_SQLSTATE;
         msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
       END;
@@ -1443,7 +1470,9 @@ BEGIN
           coalesce((counts->'issues'->>1)::bigint, 0)
             + coding_fdw._refresh_details(s.source_schema, s.into_schema, 'webhook', related),
           coalesce((counts->'issues'->>2)::bigint, 0)]));
-      EXCEPTION WHEN OTHERS THEN
+      EXCEPTION WHEN lock_not_available OR deadlock_detected OR serialization_failure THEN
+      RAISE;   -- a lock a user holds (lock_timeout): the whole step fails once, not each event
+    WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, err_state = RETURNED_SQLSTATE;
         msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
         FOR i IN 1 .. cardinality(ids) LOOP
@@ -1469,7 +1498,9 @@ BEGIN
         coalesce((counts->'issues'->>1)::bigint, 0)
           + coding_fdw._refresh_iteration_copies(s.source_schema, s.into_schema, 'webhook', picked::int[]),
         coalesce((counts->'issues'->>2)::bigint, 0)]));
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION WHEN lock_not_available OR deadlock_detected OR serialization_failure THEN
+      RAISE;   -- a lock a user holds (lock_timeout): the whole step fails once, not each event
+    WHEN OTHERS THEN
       GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, err_state = RETURNED_SQLSTATE;
       msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
       FOR i IN 1 .. cardinality(ids) LOOP

@@ -82,12 +82,21 @@ typedef enum WorkerRole
  */
 typedef struct SyncShared
 {
-	slock_t		mutex;			/* protects serving[] */
+	slock_t		mutex;			/* protects serving[], wanted[], reserved_until[] */
 	Latch	   *latch[N_ROLES]; /* each worker's process latch, or NULL */
 	pid_t		pid[N_ROLES];
 	Oid			database;		/* the database the workers serve */
 	Oid			serving[N_ROLES];	/* the server each serves now, or 0 */
+	Oid			wanted[N_ROLES];	/* one each passed over, or 0 */
+	TimestampTz reserved_until[N_ROLES];	/* its turn at that one ends */
 } SyncShared;
+
+/*
+ * How long a released subscription is kept for the worker that passed it
+ * over, so that the releasing worker (under a flood of events, say) does
+ * not take it straight back and starve the other's polls.
+ */
+#define RESERVE_MS	2000
 
 static SyncShared *sync_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -345,33 +354,72 @@ wake_role(WorkerRole role)
 /*
  * claim_server
  *		Whether this worker may serve "server" now: not while the other
- *		worker serves it.  Marks it as served by this one.
+ *		worker serves it (then it is marked as wanted by this one), nor
+ *		just after the other asked for it in vain (reserved for the other
+ *		for RESERVE_MS after its release).  Marks it as served by this one.
  */
 static bool
 claim_server(WorkerRole role, Oid server)
 {
+	WorkerRole	other = 1 - role;
+	TimestampTz now = GetCurrentTimestamp();
 	bool		ok;
 
 	SpinLockAcquire(&sync_shared->mutex);
-	ok = sync_shared->serving[1 - role] != server;
-	if (ok)
+	if (sync_shared->serving[other] == server)
+	{
+		sync_shared->wanted[role] = server;
+		ok = false;
+	}
+	else if (sync_shared->wanted[other] == server && now < sync_shared->reserved_until[other])
+		ok = false;
+	else
+	{
 		sync_shared->serving[role] = server;
+		if (sync_shared->wanted[role] == server)
+			sync_shared->wanted[role] = InvalidOid;
+		ok = true;
+	}
 	SpinLockRelease(&sync_shared->mutex);
 	return ok;
 }
 
 /*
+ * forget_wanted
+ *		At the start of a pass over the due subscriptions: what this worker
+ *		passed over before is asked for again only if still due.
+ */
+static void
+forget_wanted(WorkerRole role)
+{
+	SpinLockAcquire(&sync_shared->mutex);
+	sync_shared->wanted[role] = InvalidOid;
+	SpinLockRelease(&sync_shared->mutex);
+}
+
+/*
  * release_server
- *		Done with the server claimed: the other worker, which may have
- *		passed it over meanwhile, is woken to look again.
+ *		Done with the server claimed.  If the other worker passed it over
+ *		meanwhile, it is reserved for that one for a moment, and that one
+ *		is woken to look again (only then: a burst of events must not wake
+ *		the sync worker after every batch).
  */
 static void
 release_server(WorkerRole role)
 {
+	WorkerRole	other = 1 - role;
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RESERVE_MS);
+
+	bool		passed_over;
+
 	SpinLockAcquire(&sync_shared->mutex);
+	passed_over = sync_shared->wanted[other] == sync_shared->serving[role];
+	if (passed_over)
+		sync_shared->reserved_until[other] = until;
 	sync_shared->serving[role] = InvalidOid;
 	SpinLockRelease(&sync_shared->mutex);
-	wake_role(1 - role);
+	if (passed_over)
+		wake_role(other);
 }
 
 /* release_at_exit: a worker that exits serves nothing any more. */
@@ -382,6 +430,7 @@ release_at_exit(int code, Datum arg)
 
 	SpinLockAcquire(&sync_shared->mutex);
 	sync_shared->serving[role] = InvalidOid;
+	sync_shared->wanted[role] = InvalidOid;
 	if (sync_shared->pid[role] == MyProcPid)
 	{
 		sync_shared->latch[role] = NULL;
@@ -776,6 +825,7 @@ worker_main(WorkerRole role)
 			sleep_ms = 5000;
 		}
 		PG_END_TRY();
+		forget_wanted(role);
 		foreach(lc, due)
 		{
 			DueSubscription *d = (DueSubscription *) lfirst(lc);

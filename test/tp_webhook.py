@@ -1173,6 +1173,81 @@ def main():
                   "DELETE FROM signed.iterations WHERE code = 777001")
         res.check("a flood of events for one subscription yields to another's events after 10 s", events_turn)
 
+        def poll_during_flood():
+            # between its 10 s turns the events worker leaves a subscription
+            # to the sync worker that asked for it: a sync_now during a
+            # flood of the same subscription's events runs before the flood
+            # ends (the events worker used to take it straight back)
+            sim.call("DELETE", "/_sim/faults")
+            leaf = leaf_issues("mirror")[0]
+            sim.fault(type="delay", action="DescribeIssueListWithPage", seconds=3, count=8)
+            q("""BEGIN;
+                 INSERT INTO coding_fdw.webhook_event (server_oid, delivery, event, payload)
+                 SELECT s.server_oid, 'flood-' || i, 'ISSUE_UPDATED',
+                        jsonb_build_object('event', 'ISSUE_UPDATED', 'issue', jsonb_build_object('code', %s),
+                                           'project', jsonb_build_object('name', 'backend'),
+                                           'team', jsonb_build_object('domain', 'acme'))
+                   FROM coding_fdw.subscription s, generate_series(1, 6000) i WHERE s.server_name = 'coding';
+                 SELECT coding_fdw.wake_worker();
+                 COMMIT""" % leaf)
+            try:
+                wait_until(lambda: q("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query "
+                                     "LIKE 'coding_fdw: applying webhook events of server coding%'") == "1",
+                           20, "the events worker to take the flood")
+                q("SELECT coding_fdw.sync_now('coding')")
+                wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery LIKE 'flood-%' "
+                                     "AND state = 'pending'") == "0", 120, "the flood applied")
+                assert wait_for_sync("coding", "120 s")
+                order = q("SELECT (SELECT last_poll FROM coding_fdw.subscription WHERE server_name = 'coding') "
+                          "< (SELECT max(done_at) FROM coding_fdw.webhook_event WHERE delivery LIKE 'flood-%')")
+                assert order == "t", "the poll waited for the whole flood"
+            finally:
+                sim.call("DELETE", "/_sim/faults")
+                q("DELETE FROM coding_fdw.webhook_event WHERE delivery LIKE 'flood-%'")
+        res.check("a flood of a subscription's events does not starve its own poll", poll_during_flood)
+
+        def user_lock_on_events():
+            # a user's lock on one subscription's table: its batch of events
+            # fails once after the worker's lock_timeout (10 s) and waits for
+            # its retry, uncounted; the per-event fallback used to wait 10 s
+            # for each event, holding up every other subscription's events
+            holder = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", DB],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+            try:
+                holder.stdin.write("BEGIN; LOCK TABLE mirror.iterations IN EXCLUSIVE MODE; SELECT 'locked';\n")
+                holder.stdin.flush()
+                assert holder.stdout.readline().strip() == "locked"
+                for i in range(4):
+                    st, _, _ = post(url, iteration_event(777100 + i, "locked %d" % i),
+                                    headers={"X-Coding-Delivery": "locked-%d" % i})
+                    assert st == 200
+                wait_until(lambda: q("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                     "AND query LIKE 'coding_fdw: applying webhook events of server coding%'")
+                           == "1", 20, "the events worker to wait for the user's lock")
+                import hashlib
+                import hmac
+                body = json.dumps(iteration_event(777200, "other", project="mobile")).encode()
+                st, _, _ = post(signed_url, None, raw=body, headers={
+                    "X-Coding-Delivery": "locked-other",
+                    "X-Coding-Signature": "sha1=" + hmac.new(b"s3cr3t", body, hashlib.sha1).hexdigest()})
+                assert st == 200
+                wait_until(lambda: q("SELECT state FROM coding_fdw.webhook_event WHERE delivery = 'locked-other'")
+                           == "applied", 25, "the other subscription's event (one lock_timeout, not four)")
+                got = q("SELECT string_agg(DISTINCT state || ' ' || attempts || ' ' || coalesce(last_error, ''), '|') "
+                        "FROM coding_fdw.webhook_event WHERE delivery LIKE 'locked-_'")
+                assert got == "pending 0 canceling statement due to lock timeout", got
+            finally:
+                holder.stdin.write("COMMIT;\n")
+                holder.stdin.close()
+                holder.wait(20)
+            wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery LIKE 'locked-_' "
+                                 "AND state = 'applied'") == "4", 90, "the events applied once the lock is gone")
+            q("DELETE FROM mirror.iterations WHERE code BETWEEN 777100 AND 777103; "
+              "DELETE FROM signed.iterations WHERE code = 777200")
+        res.check("a user's lock on one subscription's table costs its events one lock_timeout, "
+                  "not one per event, and the others go on", user_lock_on_events)
+
         def events_during_full_sync():
             # a full sync of one subscription (held 10 s by the simulator)
             # does not hold up another's webhook events: the events worker
