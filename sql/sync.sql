@@ -30,5 +30,18 @@ SELECT * FROM coding_fdw.subscription;
 SELECT * FROM coding_fdw.sync_counts;
 SELECT count(*) FROM coding_fdw.sync_status;
 RESET ROLE;
+-- DROP SERVER runs coding_fdw's lock-first trigger (_before_drop): where
+-- an administrator revoked EXECUTE on it, the trigger steps aside and the
+-- DROP still works
+GRANT USAGE ON FOREIGN DATA WRAPPER coding_fdw TO coding_fdw_sync_other;
+REVOKE EXECUTE ON FUNCTION coding_fdw._before_drop(oid[], oid[], oid[]) FROM PUBLIC;
+SET ROLE coding_fdw_sync_other;
+CREATE SERVER other_srv FOREIGN DATA WRAPPER coding_fdw OPTIONS (team 'acme', project 'backend');
+DROP SERVER other_srv;
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION coding_fdw._before_drop(oid[], oid[], oid[]) TO PUBLIC;
+REVOKE USAGE ON FOREIGN DATA WRAPPER coding_fdw FROM coding_fdw_sync_other;
+-- the trigger's own errors: called directly
+SELECT coding_fdw._before_drop_trigger();
 DROP ROLE coding_fdw_sync_other;
 DROP SERVER coding;

@@ -295,12 +295,22 @@ coding_before_drop(PG_FUNCTION_ARGS)
 	{
 		Oid			types[3] = {OIDARRAYOID, OIDARRAYOID, OIDARRAYOID};
 		Datum		values[3];
+		bool		isnull;
 
 		values[0] = oid_array(servers);
 		values[1] = oid_array(fdws);
 		values[2] = oid_array(roles);
 		SPI_connect();
-		if (SPI_execute_with_args("SELECT coding_fdw._before_drop($1, $2, $3)",
+		/*
+		 * Skipped where EXECUTE was revoked from the caller: the DROP (of
+		 * any server, maybe not ours) must not fail for it.
+		 */
+		if (SPI_execute("SELECT has_function_privilege("
+						"'coding_fdw._before_drop(oid[], oid[], oid[])', 'EXECUTE')",
+						true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "coding_fdw: SPI failed for _before_drop");
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
+			SPI_execute_with_args("SELECT coding_fdw._before_drop($1, $2, $3)",
 								  3, types, values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "coding_fdw: SPI failed for _before_drop");
 		SPI_finish();
