@@ -749,10 +749,10 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp 
     SET inserted = c.inserted + ins, updated = c.updated + upd, deleted = c.deleted + del
 $$;
 
--- (_finish, _failed and _events_failed wait up to 2 minutes for the
--- subscription row, not the workers' 10 s: its only other writers are the
--- user's sync_now/sync_stop, and a sync thrown away after its Coding calls
--- would be redone at once, with no back-off recorded.)
+-- (_finish and _failed wait up to 2 minutes for the subscription row, not
+-- the workers' 10 s: its only other writers are the user's sync_now and
+-- sync_stop, and a sync thrown away after its Coding calls would be redone
+-- at once, with no back-off recorded.  Only the sync worker waits so.)
 --
 -- A sync done: the request it served, the cursor, the next poll (in mode
 -- webhook only the reconciliation interval: events keep the tables
@@ -1204,8 +1204,7 @@ END $$;
 -- The worker could not run _apply_events at all: every due event counts a
 -- failed attempt with the message (or waits, when Coding was unreachable).
 CREATE FUNCTION _events_failed(srv oid, message text, sqlstate text) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp
-SET lock_timeout = '2min' AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   -- the subscription row first, as every step (_get): sync_stop takes it
   -- FOR UPDATE before it deletes the events
   SELECT coding_fdw._get(srv);
