@@ -749,18 +749,17 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp 
     SET inserted = c.inserted + ins, updated = c.updated + upd, deleted = c.deleted + del
 $$;
 
--- (_finish and _failed wait up to 2 minutes for the subscription row, not
--- the workers' 10 s: its only other writers are the user's sync_now and
--- sync_stop, and a sync thrown away after its Coding calls would be redone
--- at once, with no back-off recorded.  Only the sync worker waits so.)
+-- (_finish waits the workers' 10 s for the subscription row, which a
+-- user's open sync_now/sync_stop transaction can hold: then the sync is
+-- rolled back, and if _failed cannot write the row either, the worker
+-- holds the server back itself, 30 s doubling: sync_worker.c hold_back.)
 --
 -- A sync done: the request it served, the cursor, the next poll (in mode
 -- webhook only the reconciliation interval: events keep the tables
 -- current), and old applied events and tombstones pruned.
 CREATE FUNCTION _finish(srv oid, served bigint, was_full boolean, reconciled boolean,
                         cursor_to timestamptz) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp
-SET lock_timeout = '2min' AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   UPDATE coding_fdw.subscription
      SET applied = greatest(applied, served),
          requested_full = requested_full AND requested > served,
@@ -780,8 +779,7 @@ $$;
 
 -- A failed sync: keep tables and cursor as they were, say why, retry soon.
 CREATE FUNCTION _failed(srv oid, message text, sqlstate text) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp
-SET lock_timeout = '2min' AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   -- the retry waits poll_interval (at most 30 s), twice as long after each
   -- further failure, up to 10 minutes: a sync that fails on a missing
   -- permission after its DescribeIssue calls must not spend the team's

@@ -82,13 +82,14 @@ typedef enum WorkerRole
  */
 typedef struct SyncShared
 {
-	slock_t		mutex;			/* protects serving[], wanted[], reserved_until[] */
+	slock_t		mutex;			/* protects serving[], wanted[], reserved*[] */
 	Latch	   *latch[N_ROLES]; /* each worker's process latch, or NULL */
 	pid_t		pid[N_ROLES];
 	Oid			database;		/* the database the workers serve */
 	Oid			serving[N_ROLES];	/* the server each serves now, or 0 */
-	Oid			wanted[N_ROLES];	/* one each passed over, or 0 */
-	TimestampTz reserved_until[N_ROLES];	/* its turn at that one ends */
+	Oid			wanted[N_ROLES];	/* one each passed over this pass, or 0 */
+	Oid			reserved[N_ROLES];	/* one released for each, or 0 */
+	TimestampTz reserved_until[N_ROLES];	/* until when */
 } SyncShared;
 
 /*
@@ -381,13 +382,15 @@ claim_server(WorkerRole role, Oid server)
 		sync_shared->wanted[role] = server;
 		ok = false;
 	}
-	else if (sync_shared->wanted[other] == server && now < sync_shared->reserved_until[other])
+	else if (sync_shared->reserved[other] == server && now < sync_shared->reserved_until[other])
 		ok = false;
 	else
 	{
 		sync_shared->serving[role] = server;
 		if (sync_shared->wanted[role] == server)
 			sync_shared->wanted[role] = InvalidOid;
+		if (sync_shared->reserved[role] == server)
+			sync_shared->reserved[role] = InvalidOid;
 		ok = true;
 	}
 	SpinLockRelease(&sync_shared->mutex);
@@ -423,9 +426,14 @@ release_server(WorkerRole role)
 	bool		passed_over;
 
 	SpinLockAcquire(&sync_shared->mutex);
-	passed_over = sync_shared->wanted[other] == sync_shared->serving[role];
+	/* not for one busy elsewhere (a long full sync): it could not take it */
+	passed_over = sync_shared->wanted[other] == sync_shared->serving[role] &&
+		sync_shared->serving[other] == InvalidOid;
 	if (passed_over)
+	{
+		sync_shared->reserved[other] = sync_shared->serving[role];
 		sync_shared->reserved_until[other] = until;
+	}
 	sync_shared->serving[role] = InvalidOid;
 	SpinLockRelease(&sync_shared->mutex);
 	if (passed_over)
@@ -438,9 +446,12 @@ release_at_exit(int code, Datum arg)
 {
 	WorkerRole	role = (WorkerRole) DatumGetInt32(arg);
 
+	/* its step's locks go first, so the other cannot meet them */
+	AbortOutOfAnyTransaction();
 	SpinLockAcquire(&sync_shared->mutex);
 	sync_shared->serving[role] = InvalidOid;
 	sync_shared->wanted[role] = InvalidOid;
+	sync_shared->reserved[role] = InvalidOid;
 	if (sync_shared->pid[role] == MyProcPid)
 	{
 		sync_shared->latch[role] = NULL;
@@ -651,9 +662,84 @@ abort_step(MemoryContext cxt)
 }
 
 /*
+ * Servers whose failure could not be recorded (a user's open transaction
+ * holds the subscription row): their retry time in the table did not move,
+ * so the worker keeps its own, 30 s doubling up to 10 minutes, in this
+ * process.  A handful at most; a full table just forgets the oldest.
+ */
+typedef struct HeldBack
+{
+	Oid			server;
+	TimestampTz not_before;
+	int			delay_ms;
+} HeldBack;
+
+#define MAX_HELD_BACK	32
+static HeldBack held_back[MAX_HELD_BACK];
+
+/* hold_back: after an unrecorded failure, wait before serving it again. */
+static void
+hold_back(Oid server)
+{
+	HeldBack   *slot = NULL;
+	int			i;
+
+	for (i = 0; i < MAX_HELD_BACK && slot == NULL; i++)
+		if (held_back[i].server == server)
+			slot = &held_back[i];
+	for (i = 0; i < MAX_HELD_BACK && slot == NULL; i++)
+		if (held_back[i].server == InvalidOid)
+			slot = &held_back[i];
+	if (slot == NULL)
+	{
+		slot = &held_back[0];
+		for (i = 1; i < MAX_HELD_BACK; i++)
+			if (held_back[i].not_before < slot->not_before)
+				slot = &held_back[i];
+		slot->server = InvalidOid;
+	}
+	slot->delay_ms = slot->server == server ? Min(slot->delay_ms * 2, 600000) : 30000;
+	slot->server = server;
+	slot->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), slot->delay_ms);
+}
+
+/* release_hold: a step of it ran, or its failure was recorded. */
+static void
+release_hold(Oid server)
+{
+	int			i;
+
+	for (i = 0; i < MAX_HELD_BACK; i++)
+		if (held_back[i].server == server)
+			held_back[i].server = InvalidOid;
+}
+
+/*
+ * held_back_ms
+ *		How long "server" is still held back (0: not at all).
+ */
+static long
+held_back_ms(Oid server)
+{
+	int			i;
+
+	for (i = 0; i < MAX_HELD_BACK; i++)
+		if (held_back[i].server == server)
+		{
+			long		secs;
+			int			usecs;
+
+			TimestampDifference(GetCurrentTimestamp(), held_back[i].not_before, &secs, &usecs);
+			return secs * 1000 + usecs / 1000;
+		}
+	return 0;
+}
+
+/*
  * record_failure
- *		Record a step's failure.  If that fails too, log it and go on: an
- *		ERROR here would end the worker, and every subscription with it.
+ *		Record a step's failure.  If that fails too, log it, hold the
+ *		server back (hold_back) and go on: an ERROR here would end the
+ *		worker, and every subscription with it.
  */
 static void
 record_failure(const char *failed_sql, DueSubscription *d, const char *message,
@@ -664,6 +750,7 @@ record_failure(const char *failed_sql, DueSubscription *d, const char *message,
 	PG_TRY();
 	{
 		run_sql(failed_sql, GetUserId(), d->server, message, sqlstate);
+		release_hold(d->server);
 	}
 	PG_CATCH();
 	{
@@ -673,6 +760,7 @@ record_failure(const char *failed_sql, DueSubscription *d, const char *message,
 				(errmsg("coding_fdw: could not record the failure for server \"%s\": %s",
 						d->name, edata->message)));
 		FreeErrorData(edata);
+		hold_back(d->server);
 	}
 	PG_END_TRY();
 }
@@ -694,6 +782,7 @@ run_guarded(DueSubscription *d, const char *sql, const char *failed_sql, const c
 	PG_TRY();
 	{
 		result = run_sql(sql, d->owner, d->server, NULL, NULL);
+		release_hold(d->server);
 	}
 	PG_CATCH();
 	{
@@ -839,8 +928,14 @@ worker_main(WorkerRole role)
 		foreach(lc, due)
 		{
 			DueSubscription *d = (DueSubscription *) lfirst(lc);
+			long		held_ms = held_back_ms(d->server);
 
 			CHECK_FOR_INTERRUPTS();
+			if (held_ms > 0)
+			{
+				sleep_ms = Min(sleep_ms, held_ms + 1);
+				continue;
+			}
 			if (!claim_server(role, d->server))
 			{
 				passed_over = true;

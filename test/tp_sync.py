@@ -534,6 +534,47 @@ def main():
         res.check("a user's lock on a synced table fails that sync after lock_timeout, not the others",
                   user_lock)
 
+        def unrecorded_failure():
+            # a user's open transaction holds the subscription row (an
+            # uncommitted sync_stop): the sync fails on it, and so does
+            # recording that failure; the worker then holds the server back
+            # itself (it used to start the sync again at once, forever)
+            q("SELECT coding_fdw.sync_now('mob')")
+            assert wait_for_sync("mob")
+            log_start = len(server_log())
+            # the worker busy with another sync (held 3 s by the simulator)
+            # while mob's sync is asked for and its row taken
+            sim.call("DELETE", "/_sim/log")
+            sim.fault(type="delay", action="DescribeIterationList", seconds=3)
+            q("SELECT coding_fdw.sync_now('coding')")
+            wait_until(lambda: any(e.get("fault") == "delay" for e in
+                                   sim.call("GET", "/_sim/log?action=DescribeIterationList")["requests"]),
+                       20, "the worker's sync of coding to be held by the simulator")
+            q("SELECT coding_fdw.sync_now('mob')")
+            holder = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", DB],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+            try:
+                holder.stdin.write("BEGIN; SELECT coding_fdw.sync_stop('mob'); SELECT 'held';\n")
+                holder.stdin.flush()
+                while holder.stdout.readline().strip() != "held":
+                    pass
+                wait_until(lambda: 'could not record the failure for server "mob"' in server_log()[log_start:],
+                           60, "the unrecorded failure")
+                syncing = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' " \
+                          "AND query LIKE 'coding_fdw: syncing server mob%'"
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 5:       # a window of absence, not synchronisation
+                    assert q(syncing) == "0", "the worker started the failed sync again at once"
+                    time.sleep(0.2)
+            finally:
+                holder.stdin.write("ROLLBACK;\n")
+                holder.stdin.close()
+                holder.wait(20)
+            assert server_log()[log_start:].count("could not record the failure") == 1
+        res.check("a failure that cannot be recorded holds the server back, not retried at once",
+                  unrecorded_failure)
+
         def stop():
             kept = q("SELECT count(*) FROM mobile_mirror.issues")
             q("SELECT coding_fdw.sync_stop('mob')")

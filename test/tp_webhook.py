@@ -72,6 +72,15 @@ def iteration_event(code, title="Burst", event="ITERATION_CREATED", updated=1700
             "project": {"id": 1, "name": project}, "team": {"id": 1, "domain": "acme"}}
 
 
+def quiet_polls():
+    """No poll due for an hour and none running: the simulator's delay
+    faults, counted per Action across all callers, stay for the events."""
+    q("UPDATE coding_fdw.subscription SET next_poll = now() + interval '1 hour', "
+      "applied = greatest(applied, requested)")
+    wait_until(lambda: q("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                         "AND query LIKE 'coding_fdw: syncing server %'") == "0", 60, "the sync worker idle")
+
+
 def status_row(server, table):
     return json.loads(q("SELECT row_to_json(s) FROM coding_fdw.sync_status s "
                         "WHERE server = '%s' AND table_name = '%s'" % (server, table)))
@@ -1145,6 +1154,7 @@ def main():
             # one list call, held 3 s by the simulator, so the 6 batches
             # take about 18 s
             sim.call("DELETE", "/_sim/faults")
+            quiet_polls()
             leaf = leaf_issues("mirror")[0]
             q("""BEGIN;
                  INSERT INTO coding_fdw.webhook_event (server_oid, delivery, event, payload)
@@ -1179,6 +1189,7 @@ def main():
             # flood of the same subscription's events runs before the flood
             # ends (the events worker used to take it straight back)
             sim.call("DELETE", "/_sim/faults")
+            quiet_polls()
             leaf = leaf_issues("mirror")[0]
             sim.fault(type="delay", action="DescribeIssueListWithPage", seconds=3, count=8)
             q("""BEGIN;
