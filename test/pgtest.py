@@ -106,6 +106,31 @@ def psql(sql, db=None, check=True, timeout=600):
     return r.stdout.strip() if check else r
 
 
+@contextlib.contextmanager
+def open_transaction(sql, db=None, end="COMMIT"):
+    """A session that runs BEGIN; sql and keeps its transaction (and its
+    locks) open for the with block, then ends it with end."""
+    cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"] + (["-d", db] if db else [])
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        p.stdin.write("BEGIN; %s; SELECT 'open transaction ready';\n" % sql)
+        p.stdin.flush()
+        seen = []
+        for line in p.stdout:          # psql ends (EOF) on an error
+            if line.strip() == "open transaction ready":
+                break
+            seen.append(line)
+        else:
+            raise AssertionError("could not open the transaction: %s" % "".join(seen))
+        yield p
+    finally:
+        if p.poll() is None:
+            p.stdin.write(end + ";\n")
+            p.stdin.close()
+            p.wait(scaled(20))
+
+
 def setup_db(name, sim, project, extra_server_options=""):
     """A fresh database with coding_fdw, a server on sim and imported tables."""
     psql("DROP DATABASE IF EXISTS %s" % name)

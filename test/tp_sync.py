@@ -18,7 +18,7 @@ import signal
 import subprocess
 import time
 
-from pgtest import Results, Sim, psql, server_log, wait_until
+from pgtest import Results, Sim, open_transaction, psql, server_log, wait_until
 
 DB = "postgres"
 
@@ -507,14 +507,7 @@ def main():
             # after the worker's lock_timeout; the others are served meanwhile
             q("SELECT coding_fdw.sync_now('coding'), coding_fdw.sync_now('mob')")
             assert wait_for_sync("coding") and wait_for_sync("mob")
-            holder = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", DB],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True)
-            try:
-                holder.stdin.write("BEGIN; LOCK TABLE mobile_mirror.issues IN EXCLUSIVE MODE; "
-                                   "SELECT 'locked';\n")
-                holder.stdin.flush()
-                assert holder.stdout.readline().strip() == "locked"
+            with open_transaction("LOCK TABLE mobile_mirror.issues IN EXCLUSIVE MODE", DB):
                 q("SELECT coding_fdw.sync_now('mob')")
                 wait_until(lambda: q("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                                      "AND query LIKE 'coding_fdw: syncing server mob%'") == "1",
@@ -523,10 +516,6 @@ def main():
                 assert wait_for_sync("coding", "30 s"), "the worker stayed behind the user's lock"
                 st = status("mob", "issues")
                 assert st["state"] == "error" and "lock timeout" in st["last_error"], st
-            finally:
-                holder.stdin.write("COMMIT;\n")
-                holder.stdin.close()
-                holder.wait(20)
             q("SELECT coding_fdw.sync_now('mob')")
             assert wait_for_sync("mob"), status("mob", "issues")
             wait_until(lambda: q("SELECT string_agg(DISTINCT syncing::text, ',') FROM coding_fdw.sync_status "
@@ -551,14 +540,7 @@ def main():
                                    sim.call("GET", "/_sim/log?action=DescribeIterationList")["requests"]),
                        20, "the worker's sync of coding to be held by the simulator")
             q("SELECT coding_fdw.sync_now('mob')")
-            holder = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", DB],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True)
-            try:
-                holder.stdin.write("BEGIN; SELECT coding_fdw.sync_stop('mob'); SELECT 'held';\n")
-                holder.stdin.flush()
-                while holder.stdout.readline().strip() != "held":
-                    pass
+            with open_transaction("SELECT coding_fdw.sync_stop('mob')", DB, end="ROLLBACK"):
                 wait_until(lambda: 'could not record the failure for server "mob"' in server_log()[log_start:],
                            60, "the unrecorded failure")
                 syncing = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' " \
@@ -567,10 +549,6 @@ def main():
                 while time.monotonic() - t0 < 5:       # a window of absence, not synchronisation
                     assert q(syncing) == "0", "the worker started the failed sync again at once"
                     time.sleep(0.2)
-            finally:
-                holder.stdin.write("ROLLBACK;\n")
-                holder.stdin.close()
-                holder.wait(20)
             assert server_log()[log_start:].count("could not record the failure") == 1
         res.check("a failure that cannot be recorded holds the server back, not retried at once",
                   unrecorded_failure)

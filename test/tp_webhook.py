@@ -28,7 +28,7 @@ import urllib.parse
 import urllib.request
 import uuid
 
-from pgtest import Results, Sim, psql, server_log, wait_until
+from pgtest import Results, Sim, open_transaction, psql, server_log, wait_until
 
 DB = "postgres"
 
@@ -1222,13 +1222,7 @@ def main():
             # fails once after the worker's lock_timeout (10 s) and waits for
             # its retry, uncounted; the per-event fallback used to wait 10 s
             # for each event, holding up every other subscription's events
-            holder = subprocess.Popen(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", DB],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True)
-            try:
-                holder.stdin.write("BEGIN; LOCK TABLE mirror.iterations IN EXCLUSIVE MODE; SELECT 'locked';\n")
-                holder.stdin.flush()
-                assert holder.stdout.readline().strip() == "locked"
+            with open_transaction("LOCK TABLE mirror.iterations IN EXCLUSIVE MODE", DB):
                 for i in range(4):
                     st, _, _ = post(url, iteration_event(777100 + i, "locked %d" % i),
                                     headers={"X-Coding-Delivery": "locked-%d" % i})
@@ -1248,10 +1242,6 @@ def main():
                 got = q("SELECT string_agg(DISTINCT state || ' ' || attempts || ' ' || coalesce(last_error, ''), '|') "
                         "FROM coding_fdw.webhook_event WHERE delivery LIKE 'locked-_'")
                 assert got == "pending 0 canceling statement due to lock timeout", got
-            finally:
-                holder.stdin.write("COMMIT;\n")
-                holder.stdin.close()
-                holder.wait(20)
             wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery LIKE 'locked-_' "
                                  "AND state = 'applied'") == "4", 90, "the events applied once the lock is gone")
             q("DELETE FROM mirror.iterations WHERE code BETWEEN 777100 AND 777103; "
