@@ -749,14 +749,12 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp 
     SET inserted = c.inserted + ins, updated = c.updated + upd, deleted = c.deleted + del
 $$;
 
--- (_finish waits the workers' 10 s for the subscription row, which a
--- user's open sync_now/sync_stop transaction can hold: then the sync is
--- rolled back, and if _failed cannot write the row either, the worker
--- holds the server back itself, 30 s doubling: sync_worker.c hold_back.)
---
 -- A sync done: the request it served, the cursor, the next poll (in mode
 -- webhook only the reconciliation interval: events keep the tables
--- current), and old applied events and tombstones pruned.
+-- current), and old applied events and tombstones pruned.  The row update
+-- waits the workers' 10 s for a user's open sync_now/sync_stop: then the
+-- sync is rolled back, and if _failed cannot write the row either, the
+-- worker holds the server back itself (sync_worker.c, hold_back).
 CREATE FUNCTION _finish(srv oid, served bigint, was_full boolean, reconciled boolean,
                         cursor_to timestamptz) RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
@@ -1378,8 +1376,8 @@ BEGIN
               coalesce((counts->'iterations'->>2)::bigint, 0) + (res = 'delete')::int]));
           END IF;
         EXCEPTION WHEN lock_not_available OR deadlock_detected OR serialization_failure THEN
-      RAISE;   -- a lock a user holds (lock_timeout): the whole step fails once, not each event
-    WHEN OTHERS THEN
+          RAISE;   -- a lock a user holds (lock_timeout): the whole step fails once, not each event
+        WHEN OTHERS THEN
           GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, err_state = RETURNED_SQLSTATE;
         msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
           ids := ids || it_ids[i];
@@ -1426,8 +1424,8 @@ BEGIN
         END IF;
         msg := NULL;
       EXCEPTION WHEN lock_not_available OR deadlock_detected OR serialization_failure THEN
-      RAISE;   -- a lock a user holds (lock_timeout): the whole step fails once, not each event
-    WHEN OTHERS THEN
+        RAISE;   -- a lock a user holds (lock_timeout): the whole step fails once, not each event
+      WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, err_state = RETURNED_SQLSTATE;
         msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
       END;
@@ -1468,8 +1466,8 @@ BEGIN
             + coding_fdw._refresh_details(s.source_schema, s.into_schema, 'webhook', related),
           coalesce((counts->'issues'->>2)::bigint, 0)]));
       EXCEPTION WHEN lock_not_available OR deadlock_detected OR serialization_failure THEN
-      RAISE;   -- a lock a user holds (lock_timeout): the whole step fails once, not each event
-    WHEN OTHERS THEN
+        RAISE;   -- a lock a user holds (lock_timeout): the whole step fails once, not each event
+      WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, err_state = RETURNED_SQLSTATE;
         msg := msg || coalesce(' (' || nullif(det, '') || ')', '');
         FOR i IN 1 .. cardinality(ids) LOOP

@@ -153,6 +153,7 @@ extern int	coding_errclass_sqlstate(CodingErrorClass errclass);
 extern char *coding_sync_database;
 extern void coding_sync_init(void);
 extern void coding_sync_wake(void);
+extern Datum coding_oid_array(const Oid *items, int n);
 extern void coding_register_worker(const char *function, const char *name);
 
 /* ---- webhook_listener.c ---- */

@@ -37,7 +37,6 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -220,17 +219,16 @@ coding_acting_role(PG_FUNCTION_ARGS)
 	PG_RETURN_OID(OidIsValid(acting_role) ? acting_role : GetOuterUserId());
 }
 
-/* oid_array: a List of oids as an oid[] Datum. */
-static Datum
-oid_array(List *oids)
+/* coding_oid_array: an oid[] Datum (the listener's and the DROP trigger's arguments). */
+Datum
+coding_oid_array(const Oid *items, int n)
 {
-	Datum	   *elems = palloc(sizeof(Datum) * (list_length(oids) + 1));
-	int			n = 0;
-	ListCell   *lc;
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
 
-	foreach(lc, oids)
-		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
-	return PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	for (i = 0; i < n; i++)
+		d[i] = ObjectIdGetDatum(items[i]);
+	return PointerGetDatum(construct_array(d, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
 }
 
 /*
@@ -247,9 +245,12 @@ Datum
 coding_before_drop(PG_FUNCTION_ARGS)
 {
 	EventTriggerData *trigdata;
-	List	   *servers = NIL;
-	List	   *fdws = NIL;
-	List	   *roles = NIL;
+	Oid		   *servers = NULL;
+	Oid		   *fdws = NULL;
+	Oid		   *roles = NULL;
+	int			nservers = 0;
+	int			nfdws = 0;
+	int			nroles = 0;
 	ListCell   *lc;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
@@ -261,6 +262,8 @@ coding_before_drop(PG_FUNCTION_ARGS)
 	{
 		DropStmt   *stmt = (DropStmt *) trigdata->parsetree;
 
+		servers = palloc(sizeof(Oid) * list_length(stmt->objects));
+		fdws = palloc(sizeof(Oid) * list_length(stmt->objects));
 		foreach(lc, stmt->objects)
 		{
 			Node	   *name = lfirst(lc);
@@ -272,35 +275,38 @@ coding_before_drop(PG_FUNCTION_ARGS)
 			{
 				oid = get_foreign_server_oid(strVal(name), true);
 				if (OidIsValid(oid))
-					servers = lappend_oid(servers, oid);
+					servers[nservers++] = oid;
 			}
 			else if (stmt->removeType == OBJECT_FDW)
 			{
 				oid = get_foreign_data_wrapper_oid(strVal(name), true);
 				if (OidIsValid(oid))
-					fdws = lappend_oid(fdws, oid);
+					fdws[nfdws++] = oid;
 			}
 		}
 	}
 	else if (IsA(trigdata->parsetree, DropOwnedStmt))
 	{
-		foreach(lc, ((DropOwnedStmt *) trigdata->parsetree)->roles)
+		List	   *specs = ((DropOwnedStmt *) trigdata->parsetree)->roles;
+
+		roles = palloc(sizeof(Oid) * list_length(specs));
+		foreach(lc, specs)
 		{
 			Oid			role = get_rolespec_oid(lfirst(lc), true);
 
 			if (OidIsValid(role))
-				roles = lappend_oid(roles, role);
+				roles[nroles++] = role;
 		}
 	}
-	if (servers != NIL || fdws != NIL || roles != NIL)
+	if (nservers + nfdws + nroles > 0)
 	{
 		Oid			types[3] = {OIDARRAYOID, OIDARRAYOID, OIDARRAYOID};
 		Datum		values[3];
 		bool		isnull;
 
-		values[0] = oid_array(servers);
-		values[1] = oid_array(fdws);
-		values[2] = oid_array(roles);
+		values[0] = coding_oid_array(servers, nservers);
+		values[1] = coding_oid_array(fdws, nfdws);
+		values[2] = coding_oid_array(roles, nroles);
 		SPI_connect();
 		/*
 		 * Skipped where EXECUTE was revoked from the caller: the DROP (of
@@ -422,7 +428,6 @@ release_server(WorkerRole role)
 {
 	WorkerRole	other = 1 - role;
 	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RESERVE_MS);
-
 	bool		passed_over;
 
 	SpinLockAcquire(&sync_shared->mutex);

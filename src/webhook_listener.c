@@ -582,18 +582,6 @@ text_array(char **items, int n)
 	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* oid_array: an oid[] Datum. */
-static Datum
-oid_array(Oid *items, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		d[i] = ObjectIdGetDatum(items[i]);
-	return PointerGetDatum(construct_array(d, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
-}
-
 static const char *store_sql =
 "WITH r AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::oid[]), pg_catalog.unnest($2::text[]),"
 "                                     pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]))"
@@ -725,11 +713,11 @@ store_batch(WebhookRequest **reqs, int n)
 			events[i] = evs[i].event;
 			payloads[i] = pnstrdup(evs[i].payload, evs[i].payload_len);
 		}
-		values[0] = oid_array(servers, nevs);
+		values[0] = coding_oid_array(servers, nevs);
 		values[1] = text_array(deliveries, nevs);
 		values[2] = text_array(events, nevs);
 		values[3] = text_array(payloads, nevs);
-		values[4] = oid_array(rejected, nrejected);
+		values[4] = coding_oid_array(rejected, nrejected);
 		if (SPI_execute_plan(keep_plan(&plan_store, store_sql, 5, argtypes), values, NULL, false, 0) < 0)
 			elog(ERROR, "coding_fdw: storing webhook events failed");
 	}

@@ -77,6 +77,12 @@ class Sim:
     def fault(self, **spec):
         self.call("POST", "/_sim/fault", spec)
 
+    def wait_held(self, action, what, timeout=20):
+        """Wait until a request for action is being held by a "delay"
+        fault (the log entry is written before the delay)."""
+        wait_until(lambda: any(e.get("fault") == "delay" for e in
+                               self.call("GET", "/_sim/log?action=" + action)["requests"]), timeout, what)
+
     def stop(self):
         self.proc.terminate()
         try:

@@ -474,9 +474,7 @@ def main():
                     sim.call("DELETE", "/_sim/log")
                     sim.fault(type="delay", action=action, seconds=2)
                     q("SELECT coding_fdw.sync_now('race')")
-                    wait_until(lambda: any(e.get("fault") == "delay" for e in
-                                           sim.call("GET", "/_sim/log?action=" + action)["requests"]),
-                               20, "the worker's %s to be held by the simulator" % action)
+                    sim.wait_held(action, "the worker's %s to be held by the simulator" % action)
                     # the sync's writes are not visible yet; that it runs is
                     assert q("SELECT string_agg(DISTINCT syncing::text, ',') FROM coding_fdw.sync_status "
                              "WHERE server = 'race'") == "true"
@@ -536,9 +534,7 @@ def main():
             sim.call("DELETE", "/_sim/log")
             sim.fault(type="delay", action="DescribeIterationList", seconds=3)
             q("SELECT coding_fdw.sync_now('coding')")
-            wait_until(lambda: any(e.get("fault") == "delay" for e in
-                                   sim.call("GET", "/_sim/log?action=DescribeIterationList")["requests"]),
-                       20, "the worker's sync of coding to be held by the simulator")
+            sim.wait_held("DescribeIterationList", "the worker's sync of coding to be held by the simulator")
             q("SELECT coding_fdw.sync_now('mob')")
             with open_transaction("SELECT coding_fdw.sync_stop('mob')", DB, end="ROLLBACK"):
                 wait_until(lambda: 'could not record the failure for server "mob"' in server_log()[log_start:],

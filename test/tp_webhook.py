@@ -72,6 +72,19 @@ def iteration_event(code, title="Burst", event="ITERATION_CREATED", updated=1700
             "project": {"id": 1, "name": project}, "team": {"id": 1, "domain": "acme"}}
 
 
+def flood_sql(prefix, code, n=6000):
+    """SQL that puts n ISSUE_UPDATED events of one issue of 'coding' straight
+    into the inbox (deliveries prefix-1..n): floods for the worker's turns,
+    without the listener."""
+    return """INSERT INTO coding_fdw.webhook_event (server_oid, delivery, event, payload)
+              SELECT s.server_oid, '%s-' || i, 'ISSUE_UPDATED',
+                     jsonb_build_object('event', 'ISSUE_UPDATED', 'issue', jsonb_build_object('code', %s),
+                                        'project', jsonb_build_object('name', 'backend'),
+                                        'team', jsonb_build_object('domain', 'acme'))
+                FROM coding_fdw.subscription s, generate_series(1, %d) i WHERE s.server_name = 'coding'""" % (
+        prefix, code, n)
+
+
 def quiet_polls():
     """No poll due for an hour and none running: the simulator's delay
     faults, counted per Action across all callers, stay for the events."""
@@ -1157,17 +1170,12 @@ def main():
             quiet_polls()
             leaf = leaf_issues("mirror")[0]
             q("""BEGIN;
-                 INSERT INTO coding_fdw.webhook_event (server_oid, delivery, event, payload)
-                 SELECT s.server_oid, 'turn-' || i, 'ISSUE_UPDATED',
-                        jsonb_build_object('event', 'ISSUE_UPDATED', 'issue', jsonb_build_object('code', %s),
-                                           'project', jsonb_build_object('name', 'backend'),
-                                           'team', jsonb_build_object('domain', 'acme'))
-                   FROM coding_fdw.subscription s, generate_series(1, 6000) i WHERE s.server_name = 'coding';
+                 %s;
                  INSERT INTO coding_fdw.webhook_event (server_oid, delivery, event, payload, next_attempt)
                  SELECT s.server_oid, 'turn-other', 'ITERATION_CREATED', '%s', now()
                    FROM coding_fdw.subscription s WHERE s.server_name = 'signed';
                  SELECT coding_fdw.wake_worker();
-                 COMMIT""" % (leaf, json.dumps(iteration_event(777001, "turn", project="mobile"))))
+                 COMMIT""" % (flood_sql("turn", leaf), json.dumps(iteration_event(777001, "turn", project="mobile"))))
             sim.fault(type="delay", action="DescribeIssueListWithPage", seconds=3, count=6)
             try:
                 wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery LIKE 'turn-%' "
@@ -1192,15 +1200,7 @@ def main():
             quiet_polls()
             leaf = leaf_issues("mirror")[0]
             sim.fault(type="delay", action="DescribeIssueListWithPage", seconds=3, count=8)
-            q("""BEGIN;
-                 INSERT INTO coding_fdw.webhook_event (server_oid, delivery, event, payload)
-                 SELECT s.server_oid, 'flood-' || i, 'ISSUE_UPDATED',
-                        jsonb_build_object('event', 'ISSUE_UPDATED', 'issue', jsonb_build_object('code', %s),
-                                           'project', jsonb_build_object('name', 'backend'),
-                                           'team', jsonb_build_object('domain', 'acme'))
-                   FROM coding_fdw.subscription s, generate_series(1, 6000) i WHERE s.server_name = 'coding';
-                 SELECT coding_fdw.wake_worker();
-                 COMMIT""" % leaf)
+            q("BEGIN; %s; SELECT coding_fdw.wake_worker(); COMMIT" % flood_sql("flood", leaf))
             try:
                 wait_until(lambda: q("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query "
                                      "LIKE 'coding_fdw: applying webhook events of server coding%'") == "1",
@@ -1258,9 +1258,7 @@ def main():
             sim.fault(type="delay", action="DescribeIterationList", seconds=10)
             q("SELECT coding_fdw.sync_now('signed', full => true)")
             try:
-                wait_until(lambda: any(e.get("fault") == "delay" for e in
-                                       sim.call("GET", "/_sim/log?action=DescribeIterationList")["requests"]),
-                           20, "the full sync to be held by the simulator")
+                sim.wait_held("DescribeIterationList", "the full sync to be held by the simulator")
                 st, _, _ = post(url, iteration_event(777002, "during"), headers={"X-Coding-Delivery": "during-1"})
                 assert st == 200
                 wait_until(lambda: q("SELECT state FROM coding_fdw.webhook_event WHERE delivery = 'during-1'")
