@@ -145,9 +145,12 @@ AS 'MODULE_PATHNAME', 'coding_worker_available' LANGUAGE C STRICT;
 CREATE FUNCTION _acting_role() RETURNS oid
 AS 'MODULE_PATHNAME', 'coding_acting_role' LANGUAGE C STABLE;
 
--- The server whose poll or full sync the worker runs now (0: none).
+-- The server whose poll or full sync the worker runs now (0: none).  Not
+-- for PUBLIC: it would tell anyone which server is being synced; callers
+-- ask _syncing(), which answers only for the caller's own subscriptions.
 CREATE FUNCTION _worker_syncing() RETURNS oid
 AS 'MODULE_PATHNAME', 'coding_worker_syncing' LANGUAGE C VOLATILE;
+REVOKE EXECUTE ON FUNCTION _worker_syncing() FROM PUBLIC;
 
 -- Wake the sync worker when the calling transaction commits.
 CREATE FUNCTION wake_worker() RETURNS void
@@ -512,6 +515,13 @@ CREATE FUNCTION _owns(srv oid) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   SELECT coalesce((SELECT pg_has_role(coding_fdw._acting_role(), owner_oid, 'USAGE')
                      FROM coding_fdw.subscription WHERE server_oid = srv), false)
+$$;
+
+-- Whether the worker is syncing this server now (sync_status.syncing);
+-- false for a subscription the caller does not own.
+CREATE FUNCTION _syncing(srv oid) RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+  SELECT srv = coding_fdw._worker_syncing() AND coding_fdw._owns(srv)
 $$;
 
 CREATE FUNCTION _tombstones(srv oid, tbl text)
@@ -1544,7 +1554,7 @@ END $$;
 CREATE VIEW sync_status WITH (security_barrier) AS
 SELECT coding_fdw._server_name(s.server_oid, s.server_name) AS server, t.table_name, s.into_schema, s.mode, s.state,
        -- a poll or full sync under way (its writes show when it commits)
-       s.server_oid = coding_fdw._worker_syncing() AS syncing,
+       coding_fdw._syncing(s.server_oid) AS syncing,
        coding_fdw._rows(s.into_schema, t.table_name) AS rows,
        s.last_full_sync, s.last_poll, s.next_poll, s.issues_cursor AS cursor,
        coalesce(f.inserted, 0) AS full_inserted, coalesce(f.updated, 0) AS full_updated,

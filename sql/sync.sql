@@ -29,7 +29,16 @@ SET ROLE coding_fdw_sync_other;
 SELECT * FROM coding_fdw.subscription;
 SELECT * FROM coding_fdw.sync_counts;
 SELECT count(*) FROM coding_fdw.sync_status;
+-- which server the worker is syncing is the owner's business too
+SELECT coding_fdw._worker_syncing();
 RESET ROLE;
+-- every function any role may call: a new one shows up here, to be
+-- checked (SECURITY DEFINER ones check their caller themselves)
+SELECT p.oid::regprocedure AS function, p.prosecdef AS security_definer
+  FROM pg_proc p
+ WHERE p.pronamespace = 'coding_fdw'::regnamespace
+   AND has_function_privilege('coding_fdw_sync_other', p.oid, 'EXECUTE')
+ ORDER BY p.proname, 1::text;
 -- DROP SERVER runs coding_fdw's lock-first trigger (_before_drop): where
 -- an administrator revoked EXECUTE on it, the trigger steps aside and the
 -- DROP still works

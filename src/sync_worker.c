@@ -511,6 +511,7 @@ typedef struct DueSubscription
 	Oid			server;
 	Oid			owner;
 	char	   *name;
+	TransactionId row_version;	/* the subscription row's xmin */
 } DueSubscription;
 
 /*
@@ -539,8 +540,9 @@ find_due(WorkerRole role, long *sleep_ms)
 	pgstat_report_activity(STATE_RUNNING, "coding_fdw: looking for due subscriptions");
 
 	/*
-	 * Columns: server, owner, name, due, ms until due.  Each time is
-	 * clamped to now() first: a new event's next_attempt is -infinity.
+	 * Columns: server, owner, name, due, ms until due, the row's version
+	 * (xmin: hold_back).  Each time is clamped to now() first: a new
+	 * event's next_attempt is -infinity.
 	 */
 	if (SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'coding_fdw'", true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1 &&
@@ -549,7 +551,8 @@ find_due(WorkerRole role, long *sleep_ms)
 					" coding_fdw._server_name(s.server_oid, s.server_name)::text,"
 					" next_poll <= now() OR (requested > applied AND state <> 'error'),"
 					" (extract(epoch FROM least(greatest(next_poll, now()),"
-					"                          now() + interval '1 hour') - now()) * 1000)::bigint"
+					"                          now() + interval '1 hour') - now()) * 1000)::bigint,"
+					" s.xmin"
 					" FROM coding_fdw.subscription s"
 					" ORDER BY next_poll" :
 					"SELECT server_oid, owner_oid,"
@@ -557,7 +560,8 @@ find_due(WorkerRole role, long *sleep_ms)
 					" coalesce(e.next_attempt <= now(), false),"
 					" (extract(epoch FROM least(CASE WHEN e.next_attempt IS NOT NULL"
 					"                                    THEN greatest(e.next_attempt, now()) END,"
-					"                          now() + interval '1 hour') - now()) * 1000)::bigint"
+					"                          now() + interval '1 hour') - now()) * 1000)::bigint,"
+					" s.xmin"
 					" FROM coding_fdw.subscription s"
 					" LEFT JOIN LATERAL (SELECT min(next_attempt) AS next_attempt"
 					"                      FROM coding_fdw.webhook_event w"
@@ -579,6 +583,7 @@ find_due(WorkerRole role, long *sleep_ms)
 				d->server = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 				d->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
 				d->name = SPI_getvalue(tup, desc, 3);
+				d->row_version = DatumGetTransactionId(SPI_getbinval(tup, desc, 6, &isnull));
 				due = lappend(due, d);
 				MemoryContextSwitchTo(old);
 			}
@@ -670,11 +675,15 @@ abort_step(MemoryContext cxt)
  * Servers whose failure could not be recorded (a user's open transaction
  * holds the subscription row): their retry time in the table did not move,
  * so the worker keeps its own, 30 s doubling up to 10 minutes, in this
- * process.  A handful at most; a full table just forgets the oldest.
+ * process.  It holds that version of the row only: once the row changed
+ * (a sync_now, or a sync_stop and a new sync_start) the owner's new
+ * request is served at once.  A handful at most; a full table just forgets
+ * the oldest.
  */
 typedef struct HeldBack
 {
 	Oid			server;
+	TransactionId row_version;
 	TimestampTz not_before;
 	int			delay_ms;
 } HeldBack;
@@ -684,7 +693,7 @@ static HeldBack held_back[MAX_HELD_BACK];
 
 /* hold_back: after an unrecorded failure, wait before serving it again. */
 static void
-hold_back(Oid server)
+hold_back(Oid server, TransactionId row_version)
 {
 	HeldBack   *slot = NULL;
 	int			i;
@@ -705,6 +714,7 @@ hold_back(Oid server)
 	}
 	slot->delay_ms = slot->server == server ? Min(slot->delay_ms * 2, 600000) : 30000;
 	slot->server = server;
+	slot->row_version = row_version;
 	slot->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), slot->delay_ms);
 }
 
@@ -721,15 +731,16 @@ release_hold(Oid server)
 
 /*
  * held_back_ms
- *		How long "server" is still held back (0: not at all).
+ *		How long this subscription is still held back (0: not at all, or
+ *		its row changed since).
  */
 static long
-held_back_ms(Oid server)
+held_back_ms(const DueSubscription *d)
 {
 	int			i;
 
 	for (i = 0; i < MAX_HELD_BACK; i++)
-		if (held_back[i].server == server)
+		if (held_back[i].server == d->server && held_back[i].row_version == d->row_version)
 		{
 			long		secs;
 			int			usecs;
@@ -765,7 +776,7 @@ record_failure(const char *failed_sql, DueSubscription *d, const char *message,
 				(errmsg("coding_fdw: could not record the failure for server \"%s\": %s",
 						d->name, edata->message)));
 		FreeErrorData(edata);
-		hold_back(d->server);
+		hold_back(d->server, d->row_version);
 	}
 	PG_END_TRY();
 }
@@ -933,7 +944,7 @@ worker_main(WorkerRole role)
 		foreach(lc, due)
 		{
 			DueSubscription *d = (DueSubscription *) lfirst(lc);
-			long		held_ms = held_back_ms(d->server);
+			long		held_ms = held_back_ms(d);
 
 			CHECK_FOR_INTERRUPTS();
 			if (held_ms > 0)

@@ -22,19 +22,37 @@ SIM = os.path.join(ROOT, "test", "coding_sim.py")
 TIME_SCALE = float(os.environ.get("TEST_TIME_SCALE", "1"))
 
 
+# TRACE_SLOW=SECONDS prints every wait and every psql call that took
+# longer, with the test line it came from: for finding where a slow check
+# spends its time
+TRACE_SLOW = float(os.environ.get("TRACE_SLOW", "0"))
+
+
 def scaled(seconds):
     """A deadline in seconds, stretched by TEST_TIME_SCALE."""
     return seconds * TIME_SCALE
+
+
+def trace_slow(start, what):
+    """Under TRACE_SLOW, report a call that took longer than it."""
+    took = time.monotonic() - start
+    if TRACE_SLOW and took >= TRACE_SLOW:
+        import traceback
+        callers = [f for f in traceback.extract_stack()[:-2] if f.filename != __file__][-2:]
+        where = " < ".join("%s:%d" % (os.path.basename(f.filename), f.lineno) for f in reversed(callers))
+        print("     slow: %.1fs at %s %s" % (took, where, " ".join(str(what).split())[:100]))
 
 
 def wait_until(condition, timeout, what, interval=0.02):
     """Poll condition() until it returns a true value or timeout seconds
     (stretched by TEST_TIME_SCALE) pass."""
     timeout = scaled(timeout)
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline = start + timeout
     while True:
         value = condition()
         if value:
+            trace_slow(start, what)
             return value
         if time.monotonic() >= deadline:
             raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
@@ -106,7 +124,9 @@ def psql(sql, db=None, check=True, timeout=600):
     cmd = ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql]
     if db:
         cmd += ["-d", db]
+    start = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=scaled(timeout))
+    trace_slow(start, sql)
     if check and r.returncode != 0:
         raise AssertionError("psql failed: %s\n%s" % (sql[:200], r.stderr))
     return r.stdout.strip() if check else r
