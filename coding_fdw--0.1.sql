@@ -47,6 +47,8 @@ CREATE TABLE subscription (
   owner_oid           oid NOT NULL,
   into_schema         name NOT NULL,
   source_schema       name NOT NULL,        -- the imported foreign tables
+  team                text NOT NULL,        -- the server's, when it started:
+  project             text NOT NULL,        -- _check_server keeps them
   mode                text NOT NULL CHECK (mode IN ('polling', 'webhook', 'both')),
   poll_interval       interval NOT NULL,
   reconcile_interval  interval NOT NULL DEFAULT '1 hour',
@@ -196,15 +198,19 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
                'project_module', 'requirement_type', 'defect_type', 'epic', 'parent']::name[]
 $$;
 
--- A synced table's columns (without synced_at and synced_by; only those in
--- "names" when given), each after "prefix", comma-separated in column
--- order: the lists the apply steps build their statements from.
-CREATE FUNCTION _column_list(rel regclass, prefix text, names name[] DEFAULT NULL) RETURNS text
+-- A synced table's columns that its source table has too (so not
+-- synced_at and synced_by, nor a column the user added: the apply steps
+-- leave those alone; only those in "names" when given), each after
+-- "prefix", comma-separated in column order: the lists the apply steps
+-- build their statements from.
+CREATE FUNCTION _column_list(rel regclass, source regclass, prefix text, names name[] DEFAULT NULL) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
-  SELECT string_agg(prefix || quote_ident(attname), ', ' ORDER BY attnum)
-    FROM pg_attribute
-   WHERE attrelid = rel AND attnum > 0 AND NOT attisdropped
-     AND attname NOT IN ('synced_at', 'synced_by') AND (names IS NULL OR attname = ANY (names))
+  SELECT string_agg(prefix || quote_ident(a.attname), ', ' ORDER BY a.attnum)
+    FROM pg_attribute a
+   WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+     AND a.attname NOT IN ('synced_at', 'synced_by') AND (names IS NULL OR a.attname = ANY (names))
+     AND EXISTS (SELECT 1 FROM pg_attribute s
+                  WHERE s.attrelid = source AND s.attname = a.attname AND s.attnum > 0 AND NOT s.attisdropped)
 $$;
 
 CREATE FUNCTION sync_start(server name, into_schema name,
@@ -254,6 +260,14 @@ BEGIN
     RAISE EXCEPTION 'server "%" already has a subscription', server
       USING ERRCODE = 'duplicate_object', HINT = 'coding_fdw.sync_stop() ends it.';
   END IF;
+  IF NOT coding_fdw.worker_available()
+     AND 'coding_fdw' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+     AND current_setting('coding_fdw.database', true) IS DISTINCT FROM current_database() THEN
+    RAISE EXCEPTION 'the coding_fdw workers serve database "%", not this one', current_setting('coding_fdw.database')
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = format('They serve one database: subscribe there, or set coding_fdw.database = %L in '
+                          'postgresql.conf and restart the server.', current_database());
+  END IF;
   IF NOT coding_fdw.worker_available() THEN
     RAISE EXCEPTION 'the coding_fdw sync worker is not running'
       USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -287,6 +301,14 @@ BEGIN
 
   -- the project's foreign tables, imported where only the worker looks
   src := format('coding_fdw_src_%s', srv);
+  IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = src) THEN
+    -- not a subscription's (this server has none): left by a restored dump
+    -- or a DROP EXTENSION, whose server happened to have this oid
+    RAISE EXCEPTION 'schema "%" already exists', src
+      USING ERRCODE = 'duplicate_schema',
+            HINT = format('It is left from an earlier subscription (a restored dump, or DROP EXTENSION): '
+                          'DROP SCHEMA %I CASCADE, then sync_start again.', src);
+  END IF;
   EXECUTE format('CREATE SCHEMA %I', src);
   EXECUTE format('IMPORT FOREIGN SCHEMA %I FROM SERVER %I INTO %I',
                  (SELECT coalesce((SELECT substr(o, 9) FROM unnest(srvoptions) o WHERE o LIKE 'project=%'), '')
@@ -350,11 +372,14 @@ BEGIN
       USING ERRCODE = 'duplicate_object', HINT = 'coding_fdw.sync_stop() ends it.';
   END IF;
   INSERT INTO coding_fdw.subscription (server_oid, server_name, owner_oid, into_schema, source_schema,
-                                       mode, poll_interval, reconcile_interval, webhook_key,
+                                       team, project, mode, poll_interval, reconcile_interval, webhook_key,
                                        webhook_secret, next_poll)
-  VALUES (srv, server, owner, into_schema, src,
+  SELECT srv, server, owner, into_schema, src,
+         (SELECT substr(o, 6) FROM unnest(srvoptions) o WHERE o LIKE 'team=%'),
+         (SELECT substr(o, 9) FROM unnest(srvoptions) o WHERE o LIKE 'project=%'),
           mode, poll_interval, reconcile_interval,
-          replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), webhook_secret, now());
+          replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), webhook_secret, now()
+    FROM pg_foreign_server WHERE oid = srv;
 END $$;
 
 CREATE FUNCTION sync_now(server name, "full" boolean DEFAULT false) RETURNS void
@@ -386,6 +411,15 @@ BEGIN
   IF timeout IS NULL THEN
     RAISE EXCEPTION 'argument "timeout" must not be NULL' USING ERRCODE = 'null_value_not_allowed',
       HINT = 'Give an interval such as ''10 minutes''; statement_timeout also ends the wait.';
+  END IF;
+  -- a sync_start or sync_now of this transaction: the worker sees it only
+  -- after COMMIT, so waiting here would always time out
+  IF (SELECT xmin FROM coding_fdw.subscription WHERE server_oid = s.server_oid)
+     = xid(pg_current_xact_id_if_assigned()) THEN
+    RAISE EXCEPTION 'the workers cannot see this transaction''s sync_start or sync_now of server "%" before it commits',
+                    server
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Call wait_for_sync after COMMIT, in a transaction of its own.';
   END IF;
   LOOP
     SELECT * INTO cur FROM coding_fdw.subscription WHERE server_oid = s.server_oid;
@@ -579,9 +613,11 @@ DECLARE
   filter text := '';
   buried bigint;
 BEGIN
-  cols := coding_fdw._column_list(format('%I.%I', dst, tbl)::regclass, '');
-  excluded_cols := coding_fdw._column_list(format('%I.%I', dst, tbl)::regclass, 'EXCLUDED.');
-  current_cols := coding_fdw._column_list(format('%I.%I', dst, tbl)::regclass, 'd.');
+  cols := coding_fdw._column_list(format('%I.%I', dst, tbl)::regclass, format('%I.%I', src, tbl)::regclass, '');
+  excluded_cols := coding_fdw._column_list(format('%I.%I', dst, tbl)::regclass, format('%I.%I', src, tbl)::regclass,
+                                           'EXCLUDED.');
+  current_cols := coding_fdw._column_list(format('%I.%I', dst, tbl)::regclass, format('%I.%I', src, tbl)::regclass,
+                                          'd.');
   IF since IS NOT NULL THEN
     filter := 'WHERE updated_at >= $1';
   END IF;
@@ -600,7 +636,8 @@ BEGIN
                  RETURNING (xmax = 0) AS ins, d.%6$I::bigint AS key),
           del AS (DELETE FROM %5$I.%3$I d
                    WHERE $3 AND ($6 IS NULL OR d.%6$I = ANY($6))
-                     AND NOT EXISTS (SELECT 1 FROM s WHERE s.%6$I = d.%6$I)
+                     AND NOT EXISTS (SELECT 1 FROM s WHERE s.%6$I = d.%6$I AND s.team = d.team
+                                                        AND s.project = d.project)
                   RETURNING d.%6$I AS key, %12$s AS updated_at),
           tomb AS (SELECT coding_fdw._bury($4, $5, array_agg(key), array_agg(updated_at)) AS n
                      FROM del WHERE %9$L)
@@ -670,12 +707,15 @@ BEGIN
   IF codes IS NULL OR cardinality(codes) = 0 THEN
     RETURN 0;
   END IF;
-  cols := coding_fdw._column_list(format('%I.issues', dst)::regclass, '', coding_fdw._detail_columns());
+  cols := coding_fdw._column_list(format('%I.issues', dst)::regclass, format('%I.issues', src)::regclass, '',
+                                  coding_fdw._detail_columns());
   IF cols IS NULL THEN
     RETURN 0;               -- details => false
   END IF;
-  s_cols := coding_fdw._column_list(format('%I.issues', dst)::regclass, 's.', coding_fdw._detail_columns());
-  d_cols := coding_fdw._column_list(format('%I.issues', dst)::regclass, 'd.', coding_fdw._detail_columns());
+  s_cols := coding_fdw._column_list(format('%I.issues', dst)::regclass, format('%I.issues', src)::regclass, 's.',
+                                    coding_fdw._detail_columns());
+  d_cols := coding_fdw._column_list(format('%I.issues', dst)::regclass, format('%I.issues', src)::regclass, 'd.',
+                                    coding_fdw._detail_columns());
   EXECUTE format('WITH s AS MATERIALIZED (SELECT code, %1$s FROM %2$I.issues WHERE code = ANY($1)),
                        up AS (UPDATE %3$I.issues d SET (%1$s, synced_at, synced_by) = (%4$s, now(), $2)
                                 FROM s WHERE d.code = s.code AND (%5$s) IS DISTINCT FROM (%4$s)
@@ -720,9 +760,11 @@ LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   gone bigint[];
 BEGIN
-  EXECUTE format('WITH k AS MATERIALIZED (SELECT code FROM %I.issues),
+  EXECUTE format('WITH k AS MATERIALIZED (SELECT team, project, code FROM %I.issues),
                        del AS (DELETE FROM %I.issues d WHERE NOT EXISTS
-                                 (SELECT 1 FROM k WHERE k.code = d.code) RETURNING d.code, d.updated_at),
+                                 (SELECT 1 FROM k WHERE k.code = d.code AND k.team = d.team
+                                                    AND k.project = d.project)
+                               RETURNING d.code, d.updated_at),
                        tomb AS (SELECT coding_fdw._bury($1, ''issues'', array_agg(code::bigint),
                                                         array_agg(updated_at)) FROM del)
                   SELECT coalesce(array_agg(code::bigint), ''{}'') FROM del
@@ -747,6 +789,41 @@ BEGIN
   -- sync_now's UPDATE and the listener's FOR KEY SHARE do not conflict.
   SELECT * INTO s FROM coding_fdw.subscription WHERE server_oid = srv FOR KEY SHARE;
   RETURN s;
+END $$;
+
+-- A subscription's tables hold one team's project: the one its server
+-- named at sync_start.  Once the server (or the imported tables) name
+-- another, each step fails saying so, instead of mixing the two projects'
+-- rows in one table or quietly reading the old one.
+CREATE FUNCTION _check_server(s subscription) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+DECLARE
+  now_team text;
+  now_project text;
+  read_project text;
+  server name := coding_fdw._server_name(s.server_oid, s.server_name);
+BEGIN
+  SELECT (SELECT substr(o, 6) FROM unnest(srvoptions) o WHERE o LIKE 'team=%'),
+         (SELECT substr(o, 9) FROM unnest(srvoptions) o WHERE o LIKE 'project=%')
+    INTO now_team, now_project FROM pg_foreign_server WHERE oid = s.server_oid;
+  SELECT substr(o, 9) INTO read_project
+    FROM pg_foreign_table ft, unnest(ft.ftoptions) o
+   WHERE ft.ftrelid = to_regclass(format('%I.issues', s.source_schema)) AND o LIKE 'project=%';
+  IF now_team IS DISTINCT FROM s.team OR now_project IS DISTINCT FROM s.project THEN
+    RAISE EXCEPTION 'server "%" now names team "%" and project "%", its subscription follows team "%" and project "%"',
+                    server, coalesce(now_team, ''), coalesce(now_project, ''), s.team, s.project
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = format('A subscription keeps the team and project it started with. Set the server''s options '
+                          'back, or start again for the new ones: coding_fdw.sync_stop(%L, drop_tables => true), '
+                          'then coding_fdw.sync_start.', server);
+  END IF;
+  IF read_project IS DISTINCT FROM s.project THEN
+    RAISE EXCEPTION 'the foreign table %.issues now names project "%", the subscription of server "%" follows project "%"',
+                    quote_ident(s.source_schema), coalesce(read_project, ''), server, s.project
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = format('Set its "project" option back: ALTER FOREIGN TABLE %I.issues OPTIONS (SET project %L).',
+                          s.source_schema, s.project);
+  END IF;
 END $$;
 
 -- Record what one sync did (private tables).
@@ -828,6 +905,7 @@ BEGIN
   IF s IS NULL THEN
     RETURN;
   END IF;
+  PERFORM coding_fdw._check_server(s);
   -- the local tables before any call to Coding: a user's lock on one
   -- (VACUUM FULL, LOCK TABLE) fails the step now (lock_timeout), not after
   -- a full sync's calls, and once held no such lock can come in between
@@ -1132,11 +1210,14 @@ END $$;
 -- when Coding could not be reached or asked us to wait (network, HTTP 5xx,
 -- rate limit after the call's own retries) or the worker waited too long
 -- for a lock a user held (lock_timeout; a deadlock, a serialization
--- failure), which no number of attempts should turn into a dead letter;
--- else "failed".
+-- failure), or the subscription's set-up is wrong until its owner mends it
+-- (the token rejected, a permission missing, the server's team or project
+-- changed: _check_server), which no number of attempts should turn into a
+-- dead letter; else "failed".
 CREATE FUNCTION _failure_outcome(sqlstate text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
-  SELECT CASE WHEN sqlstate IN ('HV00N', 'HV000', '53400', '55P03', '40P01', '40001') THEN 'retry' ELSE 'failed' END
+  SELECT CASE WHEN sqlstate IN ('HV00N', 'HV000', '53400', '55P03', '40P01', '40001', '28000', '42501', '55000')
+              THEN 'retry' ELSE 'failed' END
 $$;
 
 -- Record the outcome of events: applied or ignored, or failed with an
@@ -1275,13 +1356,11 @@ BEGIN
   IF s IS NULL THEN
     RETURN false;
   END IF;
-  -- the project the subscription reads: its imported tables' option (set
-  -- at sync_start), not the server's, which may have changed since
-  SELECT (SELECT substr(o, 6) FROM unnest(srvoptions) o WHERE o LIKE 'team=%'),
-         coalesce((SELECT substr(o, 9) FROM pg_foreign_table ft, unnest(ft.ftoptions) o
-                    WHERE ft.ftrelid = to_regclass(format('%I.issues', s.source_schema)) AND o LIKE 'project=%'),
-                  (SELECT substr(o, 9) FROM unnest(srvoptions) o WHERE o LIKE 'project=%'))
-    INTO team, project FROM pg_foreign_server WHERE oid = srv;
+  -- the team and project the subscription started with, still the
+  -- server's (or every event of the batch waits, with the error)
+  PERFORM coding_fdw._check_server(s);
+  team := s.team;
+  project := s.project;
 
   FOR ev IN SELECT * FROM coding_fdw._events_due(srv, batch) LOOP
     n := n + 1;

@@ -71,8 +71,9 @@ def main():
                 psql("CREATE EXTENSION coding_fdw; CREATE SERVER x FOREIGN DATA WRAPPER coding_fdw "
                      "OPTIONS (team 'acme', project 'backend')", db="tp_sync_other")
                 r = psql("SELECT coding_fdw.sync_start('x', 'mirror')", db="tp_sync_other", check=False)
-                assert r.returncode != 0 and "the coding_fdw sync worker is not running" in r.stderr, r.stderr
-                assert "coding_fdw.database = 'tp_sync_other'" in r.stderr, r.stderr
+                assert r.returncode != 0 and 'ERROR:  the coding_fdw workers serve database "%s", not this one\n' \
+                    "HINT:  They serve one database: subscribe there, or set coding_fdw.database = " \
+                    "'tp_sync_other' in postgresql.conf and restart the server." % DB in r.stderr, r.stderr
             finally:
                 psql("DROP DATABASE IF EXISTS tp_sync_other")
         res.check("sync_start in a database the worker does not serve says what to configure",
@@ -132,9 +133,24 @@ def main():
                 assert q("SELECT count(*) FROM pg_tables WHERE schemaname IN ('taken', 'coding_fdw') "
                          "AND tablename IN ('issues', 'project_members')") == "0"
                 assert q("SELECT count(*) FROM coding_fdw.sync_status WHERE server IN ('noproj', 'mob')") == "0"
+                # a source schema left by a restored dump (or DROP EXTENSION)
+                # under this server's oid: said so, not "already exists" alone
+                mob = q("SELECT oid FROM pg_foreign_server WHERE srvname = 'mob'")
+                q("CREATE SCHEMA coding_fdw_src_%s; CREATE TABLE coding_fdw_src_%s.issues (x int)" % (mob, mob))
+                r = subprocess.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-d", DB, "-c",
+                                    "SELECT coding_fdw.sync_start('mob', 'fresh_mirror')"],
+                                   capture_output=True, text=True, timeout=60)
+                want = ('ERROR:  42P06: schema "coding_fdw_src_%s" already exists\n'
+                        "HINT:  It is left from an earlier subscription (a restored dump, or DROP EXTENSION): "
+                        "DROP SCHEMA coding_fdw_src_%s CASCADE, then sync_start again." % (mob, mob))
+                assert r.returncode != 0 and want in r.stderr, r.stderr
+                assert q("SELECT count(*) FROM pg_namespace WHERE nspname = 'fresh_mirror'") == "0"
             finally:
-                q("DROP SERVER noproj; DROP SCHEMA taken CASCADE")
-        res.check("sync_start refuses a server without project, the extension's schema and taken tables",
+                q("DROP SERVER noproj; DROP SCHEMA taken CASCADE; "
+                  "DROP SCHEMA IF EXISTS coding_fdw_src_%s CASCADE" % q("SELECT oid FROM pg_foreign_server "
+                                                                        "WHERE srvname = 'mob'"))
+        res.check("sync_start refuses a server without project, the extension's schema, taken tables "
+                  "and a left-over source schema",
                   start_refusals)
 
         def cheap_failure():
@@ -170,52 +186,64 @@ def main():
                   cheap_failure)
 
         def deltas():
-            before = status("coding", "issues")
-            sim.call("POST", "/_sim/projects/backend/issues", {"Name": "new from Coding", "Type": "DEFECT"})
-            sim.call("PATCH", "/_sim/projects/backend/issues/5", {"Name": "renamed in Coding"})
-            # a sub-task and an epic: their copies in other issues follow
-            child = q("SELECT min(code) FROM mirror.issues WHERE parent_code IS NOT NULL AND code <> 5")
-            epic = q("SELECT min((epic->>'Code')::int) FROM mirror.issues WHERE epic IS NOT NULL")
-            sim.call("PATCH", "/_sim/projects/backend/issues/%s" % child, {"Name": "sub-task renamed"})
-            sim.call("PATCH", "/_sim/projects/backend/issues/%s" % epic, {"Name": "epic renamed"})
-            sim.call("PATCH", "/_sim/projects/backend/iterations/1", {"Name": "renamed sprint"})
-            sim.call("DELETE", "/_sim/projects/backend/iterations/2")
-            sim.call("DELETE", "/_sim/log")
-            q("SELECT coding_fdw.sync_now('coding')")
-            assert wait_for_sync("coding")
-            # the copies are read with DescribeIssue, and the renamed
-            # iteration's issues with one list of them: every list read of
-            # this poll is filtered (UPDATED_AT, ITERATION), none lists the
-            # whole project
-            lists = sim.call("GET", "/_sim/log?action=DescribeIssueListWithPage")["requests"]
-            assert lists and all(any(c.get("Key") in ("UPDATED_AT", "ITERATION")
-                                     for c in e["body"].get("Conditions", []))
-                                 for e in lists), [e["body"] for e in lists]
-            after = status("coding", "issues")
-            assert after["poll_inserted"] - before["poll_inserted"] == 1, after
-            # issue 5 changed, and the deleted iteration moved its issues out
-            assert after["poll_updated"] - before["poll_updated"] >= 1, after
-            assert q("SELECT name FROM mirror.issues WHERE code = 5") == "renamed in Coding"
-            assert q("SELECT synced_by FROM mirror.issues WHERE code = 5") == "poll"
-            it = status("coding", "iterations")
-            assert it["poll_updated"] == 1 and it["poll_deleted"] == 1 and it["poll_inserted"] == 0, it
-            # the iteration's name in raw, sub_tasks, parent and epic change
-            # without the issues' UpdatedAt: they follow what they copy
-            assert q("SELECT count(*) FROM mirror.issues WHERE sub_tasks @> '[{\"Name\": \"sub-task renamed\"}]'") \
-                != "0"
-            assert q("SELECT count(*) FROM mirror.issues WHERE epic->>'Name' = 'epic renamed'") != "0"
-            assert q("SELECT count(*) FROM mirror.issues WHERE raw->'Iteration'->>'Name' = 'renamed sprint'") \
-                != "0"
-            n = mirror_diff("mirror", "issues", "src")
-            assert n == 0, "issues differ in %d rows: %s" % (n, q(
-                "SELECT string_agg(format('%s: local %s/%s/%s, Coding %s/%s/%s', m.code, m.name, "
-                "m.iteration_code, m.updated_at, s.name, s.iteration_code, s.updated_at), '; ') "
-                "FROM mirror.issues m FULL JOIN src.issues s USING (code) "
-                "WHERE m.updated_at IS DISTINCT FROM s.updated_at OR m.iteration_code IS DISTINCT FROM "
-                "s.iteration_code OR m.name IS DISTINCT FROM s.name"))
-            n = mirror_diff("mirror", "iterations", "src")
-            assert n == 0, "iterations differ in %d rows" % n
-        res.check("poll: a create, an update and iteration changes arrive with exact counts", deltas)
+            # columns a user added to the synced tables (notes of her own)
+            # are left alone: the apply used to name them in its reads of
+            # Coding and failed (column "note" does not exist)
+            q("ALTER TABLE mirror.issues ADD COLUMN note text DEFAULT 'mine'; "
+              "ALTER TABLE mirror.iterations ADD COLUMN note text; UPDATE mirror.iterations SET note = 'kept'")
+            try:
+                before = status("coding", "issues")
+                sim.call("POST", "/_sim/projects/backend/issues", {"Name": "new from Coding", "Type": "DEFECT"})
+                sim.call("PATCH", "/_sim/projects/backend/issues/5", {"Name": "renamed in Coding"})
+                # a sub-task and an epic: their copies in other issues follow
+                child = q("SELECT min(code) FROM mirror.issues WHERE parent_code IS NOT NULL AND code <> 5")
+                epic = q("SELECT min((epic->>'Code')::int) FROM mirror.issues WHERE epic IS NOT NULL")
+                sim.call("PATCH", "/_sim/projects/backend/issues/%s" % child, {"Name": "sub-task renamed"})
+                sim.call("PATCH", "/_sim/projects/backend/issues/%s" % epic, {"Name": "epic renamed"})
+                sim.call("PATCH", "/_sim/projects/backend/iterations/1", {"Name": "renamed sprint"})
+                sim.call("DELETE", "/_sim/projects/backend/iterations/2")
+                sim.call("DELETE", "/_sim/log")
+                q("SELECT coding_fdw.sync_now('coding')")
+                assert wait_for_sync("coding")
+                # the copies are read with DescribeIssue, and the renamed
+                # iteration's issues with one list of them: every list read of
+                # this poll is filtered (UPDATED_AT, ITERATION), none lists the
+                # whole project
+                lists = sim.call("GET", "/_sim/log?action=DescribeIssueListWithPage")["requests"]
+                assert lists and all(any(c.get("Key") in ("UPDATED_AT", "ITERATION")
+                                         for c in e["body"].get("Conditions", []))
+                                     for e in lists), [e["body"] for e in lists]
+                after = status("coding", "issues")
+                assert after["poll_inserted"] - before["poll_inserted"] == 1, after
+                # issue 5 changed, and the deleted iteration moved its issues out
+                assert after["poll_updated"] - before["poll_updated"] >= 1, after
+                assert q("SELECT name FROM mirror.issues WHERE code = 5") == "renamed in Coding"
+                assert q("SELECT synced_by FROM mirror.issues WHERE code = 5") == "poll"
+                it = status("coding", "iterations")
+                assert it["poll_updated"] == 1 and it["poll_deleted"] == 1 and it["poll_inserted"] == 0, it
+                # the iteration's name in raw, sub_tasks, parent and epic change
+                # without the issues' UpdatedAt: they follow what they copy
+                assert q("SELECT count(*) FROM mirror.issues WHERE sub_tasks @> '[{\"Name\": \"sub-task renamed\"}]'") \
+                    != "0"
+                assert q("SELECT count(*) FROM mirror.issues WHERE epic->>'Name' = 'epic renamed'") != "0"
+                assert q("SELECT count(*) FROM mirror.issues WHERE raw->'Iteration'->>'Name' = 'renamed sprint'") \
+                    != "0"
+                n = mirror_diff("mirror", "issues", "src", skip=("note",))
+                assert n == 0, "issues differ in %d rows: %s" % (n, q(
+                    "SELECT string_agg(format('%s: local %s/%s/%s, Coding %s/%s/%s', m.code, m.name, "
+                    "m.iteration_code, m.updated_at, s.name, s.iteration_code, s.updated_at), '; ') "
+                    "FROM mirror.issues m FULL JOIN src.issues s USING (code) "
+                    "WHERE m.updated_at IS DISTINCT FROM s.updated_at OR m.iteration_code IS DISTINCT FROM "
+                    "s.iteration_code OR m.name IS DISTINCT FROM s.name"))
+                n = mirror_diff("mirror", "iterations", "src", skip=("note",))
+                assert n == 0, "iterations differ in %d rows" % n
+                assert q("SELECT (SELECT count(*) FROM mirror.issues WHERE note IS DISTINCT FROM 'mine') "
+                         "+ (SELECT count(*) FROM mirror.iterations WHERE note IS DISTINCT FROM 'kept')") == "0"
+            finally:
+                q("ALTER TABLE mirror.issues DROP COLUMN IF EXISTS note; "
+                  "ALTER TABLE mirror.iterations DROP COLUMN IF EXISTS note")
+        res.check("poll: a create, an update and iteration changes arrive with exact counts; "
+                  "columns the user added are left alone", deltas)
 
         def reconcile():
             sim.call("DELETE", "/_sim/projects/backend/issues/7")
@@ -431,6 +459,117 @@ def main():
                 q("ALTER SERVER mob_renamed RENAME TO mob")
             assert wait_for_sync("mob")
         res.check("a renamed server keeps its subscription under its new name", rename)
+
+        def same_transaction():
+            # the worker cannot see a sync_now (or sync_start) before its
+            # transaction commits: waiting for it there is an error at once,
+            # not the whole timeout (one psql -c is one transaction)
+            t0 = time.monotonic()
+            r = psql("SELECT coding_fdw.sync_now('mob'); SELECT coding_fdw.wait_for_sync('mob', '60 s')",
+                     db=DB, check=False)
+            assert r.returncode != 0 and "ERROR:  the workers cannot see this transaction's sync_start or " \
+                "sync_now of server \"mob\" before it commits\nHINT:  Call wait_for_sync after COMMIT, in a " \
+                "transaction of its own." in r.stderr, r.stderr
+            assert time.monotonic() - t0 < 10
+            q("SELECT coding_fdw.sync_now('mob')")
+            assert wait_for_sync("mob")
+        res.check("wait_for_sync in the transaction that asked for the sync: an error at once", same_transaction)
+
+        def options_changed():
+            # a subscription keeps the team and project it started with.  An
+            # ALTER SERVER naming others fails each step, saying so (a new
+            # team used to mix two teams' rows in one table; a new project
+            # was quietly ignored), and an event waits without counting an
+            # attempt.  Set back, all goes on.
+            import urllib.request
+            hook = q("SELECT coding_fdw.webhook_url('mob')")
+            mid = q("SELECT min(id) FROM mobile_mirror.project_members")
+            for n, (opt, value, named) in enumerate((("team", "other", 'team "other" and project "mobile"'),
+                                                    ("project", "backend", 'team "acme" and project "backend"'))):
+                orig = q("SELECT substr(o, length('%s=') + 1) FROM pg_foreign_server, unnest(srvoptions) o "
+                         "WHERE srvname = 'mob' AND o LIKE '%s=%%'" % (opt, opt))
+                q("ALTER SERVER mob OPTIONS (SET %s '%s')" % (opt, value))
+                try:
+                    calls = sim.call("GET", "/_sim/log/count")["count"]
+                    q("SELECT coding_fdw.sync_now('mob')")
+                    wait_until(lambda: status("mob", "issues")["state"] == "error", 20, "the sync to fail")
+                    err = status("mob", "issues")["last_error"]
+                    assert err == ('server "mob" now names %s, its subscription follows team "acme" and '
+                                   'project "mobile"' % named), err
+                    assert sim.call("GET", "/_sim/log/count")["count"] == calls, "the failed sync called Coding"
+                    body = json.dumps({"event": "MEMBER_ROLE_UPDATED",
+                                       "member": {"id": int(mid), "name": "m", "login": "x"}}).encode()
+                    req = urllib.request.Request(hook, data=body, method="POST", headers={
+                        "Content-Type": "application/json", "X-Coding-Delivery": "opt-%d" % n})
+                    with urllib.request.urlopen(req, timeout=30) as resp:
+                        assert resp.status == 200
+                    wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery = 'opt-%d' "
+                                         "AND last_error LIKE '%%now names%%'" % n) == "1",
+                               20, "the event to wait with the error")
+                    assert q("SELECT state || ' ' || attempts FROM coding_fdw.webhook_event "
+                             "WHERE delivery = 'opt-%d'" % n) == "pending 0"
+                finally:
+                    q("ALTER SERVER mob OPTIONS (SET %s '%s')" % (opt, orig))
+                wait_until(lambda: q("SELECT state FROM coding_fdw.webhook_event WHERE delivery = 'opt-%d'" % n)
+                           == "applied", 30, "the event applied once the option is set back")
+                q("SELECT coding_fdw.sync_now('mob')")
+                wait_until(lambda: status("mob", "issues")["state"] == "idle", 30, "the sync to succeed again")
+                assert q("SELECT count(*) FROM mobile_mirror.issues WHERE team <> 'acme' OR project <> 'mobile'") \
+                    == "0"
+            # the imported table's own project option, changed by hand
+            src = "coding_fdw_src_" + q("SELECT oid FROM pg_foreign_server WHERE srvname = 'mob'")
+            q("ALTER FOREIGN TABLE %s.issues OPTIONS (SET project 'backend')" % src)
+            try:
+                q("SELECT coding_fdw.sync_now('mob')")
+                wait_until(lambda: status("mob", "issues")["state"] == "error", 20, "the sync to fail")
+                err = status("mob", "issues")["last_error"]
+                assert err == ('the foreign table %s.issues now names project "backend", the subscription of '
+                               'server "mob" follows project "mobile"' % src), err
+            finally:
+                q("ALTER FOREIGN TABLE %s.issues OPTIONS (SET project 'mobile')" % src)
+            q("SELECT coding_fdw.sync_now('mob')")
+            wait_until(lambda: status("mob", "issues")["state"] == "idle", 30, "the sync to succeed again")
+            # rows of another team or project (left by that mix) are not
+            # Coding's: a full sync deletes them (it matched the code only)
+            q("CREATE TEMP TABLE stray AS SELECT * FROM mobile_mirror.issues LIMIT 1; "
+              "UPDATE stray SET team = 'other'; INSERT INTO mobile_mirror.issues SELECT * FROM stray")
+            q("CREATE TEMP TABLE stray AS SELECT * FROM mobile_mirror.project_members LIMIT 1; "
+              "UPDATE stray SET project = 'backend'; INSERT INTO mobile_mirror.project_members SELECT * FROM stray")
+            q("SELECT coding_fdw.sync_now('mob', full => true)")
+            assert wait_for_sync("mob")
+            assert q("SELECT (SELECT count(*) FROM mobile_mirror.issues WHERE team <> 'acme') "
+                     "+ (SELECT count(*) FROM mobile_mirror.project_members WHERE project <> 'mobile')") == "0"
+        res.check("ALTER SERVER naming another team or project: each step fails saying so, events wait; "
+                  "a full sync deletes other projects' rows", options_changed)
+
+        def rejected_token_events():
+            # a rejected token is the set-up's fault, not the event's: the
+            # event waits for the owner to mend it, its attempts uncounted
+            # (it was a dead letter after 5 attempts, about 15 s)
+            import urllib.request
+            hook = q("SELECT coding_fdw.webhook_url('mob')")
+            code = q("SELECT min(code) FROM mobile_mirror.issues")
+            q("ALTER USER MAPPING FOR CURRENT_USER SERVER mob OPTIONS (SET token 'wrong-token')")
+            try:
+                body = json.dumps({"event": "ISSUE_UPDATED", "issue": {"code": int(code)}}).encode()
+                req = urllib.request.Request(hook, data=body, method="POST", headers={
+                    "Content-Type": "application/json", "X-Coding-Delivery": "tok-1"})
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    assert resp.status == 200
+                wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery = 'tok-1' "
+                                     "AND last_error LIKE 'Coding rejected the token%'") == "1",
+                           20, "the event to fail on the token")
+                # failing again and again (1 s, 2 s, 4 s ...), never counted
+                wait_until(lambda: q("SELECT next_attempt > received_at + interval '2 s' "
+                                     "FROM coding_fdw.webhook_event WHERE delivery = 'tok-1'") == "t",
+                           20, "the event's third attempt")
+                assert q("SELECT state || ' ' || attempts FROM coding_fdw.webhook_event "
+                         "WHERE delivery = 'tok-1'") == "pending 0"
+            finally:
+                q("ALTER USER MAPPING FOR CURRENT_USER SERVER mob OPTIONS (SET token 'secret-token')")
+            wait_until(lambda: q("SELECT state FROM coding_fdw.webhook_event WHERE delivery = 'tok-1'") == "applied",
+                       30, "the event applied once the token is mended")
+        res.check("an event whose token Coding rejects waits for the owner, uncounted", rejected_token_events)
 
         def dropped_server():
             # DROP SERVER ... CASCADE ends the subscription (its tables stay);
