@@ -792,30 +792,30 @@ BEGIN
 END $$;
 
 -- A subscription's tables hold one team's project: the one its server
--- named at sync_start.  Once the server (or the imported tables) name
--- another, each step fails saying so, instead of mixing the two projects'
--- rows in one table or quietly reading the old one.
+-- named at sync_start.  The project is an option of its imported tables
+-- (the server's may change: the foreign tables' default, not the
+-- subscription's), the team the server's: once the server names another
+-- team, or the imported tables another project, each step fails saying so
+-- instead of mixing two projects' rows in one table.
 CREATE FUNCTION _check_server(s subscription) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   now_team text;
-  now_project text;
   read_project text;
   server name := coding_fdw._server_name(s.server_oid, s.server_name);
 BEGIN
-  SELECT (SELECT substr(o, 6) FROM unnest(srvoptions) o WHERE o LIKE 'team=%'),
-         (SELECT substr(o, 9) FROM unnest(srvoptions) o WHERE o LIKE 'project=%')
-    INTO now_team, now_project FROM pg_foreign_server WHERE oid = s.server_oid;
+  SELECT (SELECT substr(o, 6) FROM unnest(srvoptions) o WHERE o LIKE 'team=%')
+    INTO now_team FROM pg_foreign_server WHERE oid = s.server_oid;
   SELECT substr(o, 9) INTO read_project
     FROM pg_foreign_table ft, unnest(ft.ftoptions) o
    WHERE ft.ftrelid = to_regclass(format('%I.issues', s.source_schema)) AND o LIKE 'project=%';
-  IF now_team IS DISTINCT FROM s.team OR now_project IS DISTINCT FROM s.project THEN
-    RAISE EXCEPTION 'server "%" now names team "%" and project "%", its subscription follows team "%" and project "%"',
-                    server, coalesce(now_team, ''), coalesce(now_project, ''), s.team, s.project
+  IF now_team IS DISTINCT FROM s.team THEN
+    RAISE EXCEPTION 'server "%" now names team "%", its subscription follows team "%"',
+                    server, coalesce(now_team, ''), s.team
       USING ERRCODE = 'object_not_in_prerequisite_state',
-            HINT = format('A subscription keeps the team and project it started with. Set the server''s options '
-                          'back, or start again for the new ones: coding_fdw.sync_stop(%L, drop_tables => true), '
-                          'then coding_fdw.sync_start.', server);
+            HINT = format('A subscription keeps the team and project it started with. Set the server''s "team" '
+                          'option back, or start again for the new team: coding_fdw.sync_stop(%L, '
+                          'drop_tables => true), then coding_fdw.sync_start.', server);
   END IF;
   IF read_project IS DISTINCT FROM s.project THEN
     RAISE EXCEPTION 'the foreign table %.issues now names project "%", the subscription of server "%" follows project "%"',
@@ -1211,8 +1211,8 @@ END $$;
 -- rate limit after the call's own retries) or the worker waited too long
 -- for a lock a user held (lock_timeout; a deadlock, a serialization
 -- failure), or the subscription's set-up is wrong until its owner mends it
--- (the token rejected, a permission missing, the server's team or project
--- changed: _check_server), which no number of attempts should turn into a
+-- (the token rejected, a permission missing, the server naming another
+-- team: _check_server), which no number of attempts should turn into a
 -- dead letter; else "failed".
 CREATE FUNCTION _failure_outcome(sqlstate text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
