@@ -1684,46 +1684,69 @@ SELECT coding_fdw._server_name(s.server_oid, s.server_name) AS server, e.deliver
  WHERE e.state = 'dead' AND pg_has_role(coding_fdw._acting_role(), s.owner_oid, 'USAGE');
 GRANT SELECT ON webhook_dead_letter TO PUBLIC;
 
--- Put a dead letter back in the inbox (attempts start again).
--- A delivery id is Coding's, so two subscriptions may each hold one with
--- the same id: then the server must be named.
-CREATE FUNCTION replay(delivery text, server name DEFAULT NULL) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+-- The caller's dead letters with this delivery id (of the named server's
+-- subscription, if one is named), for replay and discard.  A delivery id is
+-- Coding's, so two subscriptions may each hold one with the same id: then
+-- the server must be named.
+CREATE FUNCTION _dead_letters(delivery text, server name, verb text) RETURNS bigint[]
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
-  n bigint;
   mine bigint[];
 BEGIN
   IF server IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_foreign_server WHERE srvname = server) THEN
     RAISE EXCEPTION 'server "%" does not exist', server USING ERRCODE = 'undefined_object';
   END IF;
   mine := ARRAY(SELECT e.id FROM coding_fdw.webhook_event e
-                 WHERE e.delivery = replay.delivery AND e.state = 'dead'
-                   AND (replay.server IS NULL OR e.server_oid =
-                        (SELECT oid FROM pg_foreign_server WHERE srvname = replay.server))
+                 WHERE e.delivery = _dead_letters.delivery AND e.state = 'dead'
+                   AND (_dead_letters.server IS NULL OR e.server_oid =
+                        (SELECT oid FROM pg_foreign_server WHERE srvname = _dead_letters.server))
                    AND e.server_oid IN (SELECT server_oid FROM coding_fdw.subscription
                                          WHERE pg_has_role(coding_fdw._acting_role(), owner_oid, 'USAGE')));
   IF cardinality(mine) > 1 THEN
     RAISE EXCEPTION 'delivery "%" is a dead letter of more than one subscription', delivery
       USING ERRCODE = 'ambiguous_parameter',
-            HINT = 'Name the server: coding_fdw.replay(delivery, server).';
+            HINT = format('Name the server: coding_fdw.%s(delivery, server).', verb);
   END IF;
+  IF cardinality(mine) = 0 THEN
+    RAISE EXCEPTION 'no dead letter with delivery "%"', delivery
+      USING ERRCODE = 'undefined_object',
+            HINT = 'SELECT delivery FROM coding_fdw.webhook_dead_letter lists them.';
+  END IF;
+  RETURN mine;
+END $$;
+
+-- Put a dead letter back in the inbox (attempts start again).
+CREATE FUNCTION replay(delivery text, server name DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+DECLARE
+  mine bigint[] := coding_fdw._dead_letters(delivery, server, 'replay');
+BEGIN
   -- the revived event takes one off its own subscription's dead count
   WITH revived AS (
     UPDATE coding_fdw.webhook_event e
        SET state = 'pending', attempts = 0, next_attempt = '-infinity', retry_delay = NULL, done_at = NULL
      WHERE e.id = ANY (mine) AND e.state = 'dead'
-    RETURNING e.server_oid),
-       counted AS (
-    UPDATE coding_fdw.webhook_counts c SET dead = c.dead - r.k
-      FROM (SELECT server_oid, count(*) AS k FROM revived GROUP BY server_oid) r
-     WHERE c.who = 'worker' AND c.server_oid = r.server_oid)
-  SELECT count(*) INTO n FROM revived;
-  IF n = 0 THEN
-    RAISE EXCEPTION 'no dead letter with delivery "%"', delivery
-      USING ERRCODE = 'undefined_object',
-            HINT = 'SELECT delivery FROM coding_fdw.webhook_dead_letter lists them.';
-  END IF;
+    RETURNING e.server_oid)
+  UPDATE coding_fdw.webhook_counts c SET dead = c.dead - r.k
+    FROM (SELECT server_oid, count(*) AS k FROM revived GROUP BY server_oid) r
+   WHERE c.who = 'worker' AND c.server_oid = r.server_oid;
   PERFORM coding_fdw.wake_worker();
+END $$;
+
+-- Forget a dead letter the owner has dealt with: it leaves the dead
+-- letters, and sync_status.last_error, for good (a later delivery with
+-- the same id is a new event).
+CREATE FUNCTION discard(delivery text, server name DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+DECLARE
+  mine bigint[] := coding_fdw._dead_letters(delivery, server, 'discard');
+BEGIN
+  WITH gone AS (
+    DELETE FROM coding_fdw.webhook_event e WHERE e.id = ANY (mine) AND e.state = 'dead'
+    RETURNING e.server_oid)
+  UPDATE coding_fdw.webhook_counts c SET dead = c.dead - r.k
+    FROM (SELECT server_oid, count(*) AS k FROM gone GROUP BY server_oid) r
+   WHERE c.who = 'worker' AND c.server_oid = r.server_oid;
 END $$;
 
 -- The Service URL to paste into Coding (Project settings -> Developer

@@ -429,8 +429,10 @@ def main():
                        30, "the dead letter")
             q("ALTER SYSTEM RESET coding_fdw.webhook_max_attempts")
             q("SELECT pg_reload_conf()")
-            r = as_intruder("SELECT coding_fdw.replay('private-1')")
-            assert 'no dead letter with delivery "private-1"' in r.stderr, r.stderr
+            for fn in ("replay", "discard"):
+                r = as_intruder("SELECT coding_fdw.%s('private-1')" % fn)
+                assert 'no dead letter with delivery "private-1"' in r.stderr, r.stderr
+            assert q("SELECT count(*) FROM coding_fdw.webhook_dead_letter WHERE delivery = 'private-1'") == "1"
             # the payload is data: SQL-looking content is stored as is
             evil = "x'); DROP TABLE mirror.issues; --"
             st, _, _ = post(url, iteration_event(900003, evil), headers={"X-Coding-Delivery": "evil-1"})
@@ -1020,15 +1022,26 @@ def main():
                                 "SELECT coding_fdw.replay('bad-1')"], capture_output=True, text=True, timeout=60)
             assert ('ERROR:  42P08: delivery "bad-1" is a dead letter of more than one subscription\n'
                     "HINT:  Name the server: coding_fdw.replay(delivery, server).") in r.stderr, r.stderr
+            r = psql("SELECT coding_fdw.discard('bad-1')", db=DB, check=False)
+            assert "HINT:  Name the server: coding_fdw.discard(delivery, server)." in r.stderr, r.stderr
             q("SELECT coding_fdw.replay('bad-1', 'coding')")
             assert q("SELECT string_agg(server, ',') FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") \
                 == "signed"
-            q("DELETE FROM coding_fdw.webhook_event WHERE delivery = 'bad-1' AND state = 'dead'")
-            assert q("SELECT count(*) FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") == "0"
+            # the owner forgets a dead letter she has dealt with: it leaves
+            # the dead letters and sync_status.last_error
+            shown = "SELECT string_agg(DISTINCT coalesce(last_error, ''), ',') FROM coding_fdw.sync_status " \
+                    "WHERE server = 'signed'"
+            err = q("SELECT error FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1' AND server = 'signed'")
+            assert err and q(shown) == err, (q(shown), err)
+            q("SELECT coding_fdw.discard('bad-1', 'signed')")
+            assert q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery = 'bad-1' "
+                     "AND server_oid = (SELECT oid FROM pg_foreign_server WHERE srvname = 'signed')") == "0"
+            assert q(shown) != err, q(shown)
             wait_until(lambda: q("SELECT attempts FROM coding_fdw.webhook_dead_letter WHERE delivery = 'bad-1'") == "2",
                        30, "the replayed event to fail again")
-            r = psql("SELECT coding_fdw.replay('no-such-delivery')", db=DB, check=False)
-            assert 'no dead letter with delivery "no-such-delivery"' in r.stderr, r.stderr
+            for fn in ("replay", "discard"):
+                r = psql("SELECT coding_fdw.%s('no-such-delivery')" % fn, db=DB, check=False)
+                assert 'no dead letter with delivery "no-such-delivery"' in r.stderr, r.stderr
             # Coding down: an issue event waits in the inbox with the error,
             # however long the outage (with webhook_max_attempts 2 still in
             # force: an outage is not the event's fault, and it used to turn
