@@ -773,7 +773,8 @@ record_failure(const char *failed_sql, DueSubscription *d, const char *message,
 		ErrorData  *edata = abort_step(oldcxt);
 
 		ereport(LOG,
-				(errmsg("coding_fdw: could not record the failure for server \"%s\": %s",
+				(errcode(edata->sqlerrcode),
+				 errmsg("coding_fdw: could not record the failure for server \"%s\": %s",
 						d->name, edata->message)));
 		FreeErrorData(edata);
 		hold_back(d->server, d->row_version);
@@ -809,8 +810,10 @@ run_guarded(DueSubscription *d, const char *sql, const char *failed_sql, const c
 		message = edata->detail ?
 			psprintf("%s (%s)", edata->message, edata->detail) : pstrdup(edata->message);
 		sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
+		/* its SQLSTATE too, for log_line_prefix's %e and csvlog */
 		ereport(LOG,
-				(errmsg("coding_fdw: %s of server \"%s\" failed: %s", what, d->name, message)));
+				(errcode(edata->sqlerrcode),
+				 errmsg("coding_fdw: %s of server \"%s\" failed: %s", what, d->name, message)));
 		FreeErrorData(edata);
 		record_failure(failed_sql, d, message, sqlstate);
 		result = false;

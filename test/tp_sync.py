@@ -649,7 +649,11 @@ def main():
 
         def user_lock():
             # a user's lock on a synced table fails that subscription's step
-            # after the worker's lock_timeout; the others are served meanwhile
+            # after the worker's lock_timeout; the others are served meanwhile.
+            # Its log line carries the SQLSTATE (shown with verbose errors)
+            q("ALTER SYSTEM SET log_error_verbosity = 'verbose'")
+            q("SELECT pg_reload_conf()")
+            log_start = len(server_log())
             q("SELECT coding_fdw.sync_now('coding'), coding_fdw.sync_now('mob')")
             assert wait_for_sync("coding") and wait_for_sync("mob")
             with open_transaction("LOCK TABLE mobile_mirror.issues IN EXCLUSIVE MODE", DB):
@@ -661,6 +665,9 @@ def main():
                 assert wait_for_sync("coding", "30 s"), "the worker stayed behind the user's lock"
                 st = status("mob", "issues")
                 assert st["state"] == "error" and "lock timeout" in st["last_error"], st
+            q("ALTER SYSTEM RESET log_error_verbosity")
+            q("SELECT pg_reload_conf()")
+            assert 'LOG:  55P03: coding_fdw: sync of server "mob" failed' in server_log()[log_start:]
             q("SELECT coding_fdw.sync_now('mob')")
             assert wait_for_sync("mob"), status("mob", "issues")
             wait_until(lambda: q("SELECT string_agg(DISTINCT syncing::text, ',') FROM coding_fdw.sync_status "
