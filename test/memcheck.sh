@@ -83,6 +83,10 @@ fi
 BASE=$(mktemp -d /tmp/coding_fdw_memcheck.XXXXXX)
 chmod 755 "$BASE"
 [ ${#AS[@]} -gt 0 ] && chown postgres "$BASE"
+# the servers run as postgres, who may not read the source tree (a clone
+# in root's home, mode 700): valgrind gets its own copy of the suppressions
+cp "$ROOT/test/valgrind.supp" "$BASE/valgrind.supp"
+chmod 644 "$BASE/valgrind.supp"
 
 # free_port: a TCP port nothing listens on now, so that the webhook
 # listener and the sockets never clash with another cluster on the machine
@@ -108,7 +112,8 @@ start_cluster() {
     done | "${AS[@]}" tee -a "$dir/data/postgresql.conf" >/dev/null
     # valgrind's options are vgcheck.py's, which its self-test tried
     local options
-    mapfile -t options < <(python3 "$ROOT/test/vgcheck.py" --valgrind-options "$dir/vg")
+    mapfile -t options < <(python3 "$ROOT/test/vgcheck.py" --valgrind-options "$dir/vg" \
+                                   --suppressions "$BASE/valgrind.supp")
     "${AS[@]}" valgrind "${options[@]}" "$PGBIN/postgres" -D "$dir/data" >"$dir/server.log" 2>&1 &
     echo $! >"$dir/valgrind.pid"
     local deadline=$((SECONDS + 180))

@@ -29,7 +29,8 @@ and how often each suppression was used; after the ERROR SUMMARY, -v
 repeats the errors, which are not counted twice.
 
   vgcheck.py [--root DIR] LABEL=LOGDIR...   three checks per log directory
-  vgcheck.py --valgrind-options LOGDIR      valgrind's options, one a line
+  vgcheck.py --valgrind-options LOGDIR [--suppressions FILE]
+                                            valgrind's options, one a line
                                             (test/memcheck.sh uses them)
   vgcheck.py --self-test                    the parser on synthetic logs and
                                             on a real valgrind run of a toy
@@ -68,17 +69,19 @@ SUMMARY = re.compile(r"ERROR SUMMARY: ([\d,]+) errors? from ([\d,]+) contexts?")
 OUR_OBJECTS = re.compile(r"\(in [^)]*/(?:coding_fdw\.so|lib(?:curl|cjson|microhttpd|simdjson)[^/)]*)\)")
 
 
-def valgrind_options(logdir, root=ROOT):
+def valgrind_options(logdir, root=ROOT, suppressions=None):
     """memcheck's options: verbose (objects loaded, suppressions used, the
     error list at exit), no gdbserver (no pipes left in /tmp), children
     followed (exec'd ones; forked ones always are), full leak check with
     only definite leaks shown and counted as errors, full source paths (to
     tell our src/*.c from PostgreSQL's), proposed suppressions in the log,
-    one log per process."""
+    one log per process.  The suppressions are test/valgrind.supp unless
+    given: a server run as another user may not read the source tree (a
+    clone in root's home)."""
     return ["--tool=memcheck", "-v", "--vgdb=no", "--trace-children=yes", "--leak-check=full",
             "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite", "--num-callers=30",
             "--fullpath-after=", "--gen-suppressions=all",
-            "--suppressions=%s" % os.path.join(root, "test", "valgrind.supp"),
+            "--suppressions=%s" % (suppressions or os.path.join(root, "test", "valgrind.supp")),
             "--log-file=%s" % os.path.join(logdir, "%p.log")]
 
 
@@ -493,10 +496,11 @@ def main():
                     help="the source tree (its src/ names our source files)")
     ap.add_argument("--self-test", action="store_true")
     ap.add_argument("--valgrind-options", metavar="LOGDIR")
+    ap.add_argument("--suppressions", metavar="FILE", help="instead of test/valgrind.supp")
     ap.add_argument("phases", nargs="*", metavar="LABEL=LOGDIR")
     args = ap.parse_args()
     if args.valgrind_options:
-        print("\n".join(valgrind_options(args.valgrind_options, args.root)))
+        print("\n".join(valgrind_options(args.valgrind_options, args.root, args.suppressions)))
         return
     if args.self_test:
         passed, failed = self_test()
