@@ -1356,8 +1356,9 @@ BEGIN
   IF s IS NULL THEN
     RETURN false;
   END IF;
-  -- the team and project the subscription started with, still the
-  -- server's (or every event of the batch waits, with the error)
+  -- the team and project the subscription started with, as long as the
+  -- server's team and the imported tables' project still name them (or
+  -- every event of the batch waits, with the error)
   PERFORM coding_fdw._check_server(s);
   team := s.team;
   project := s.project;
