@@ -50,6 +50,15 @@ def wait_for_sync(server, timeout="60 s"):
     return q("SELECT coding_fdw.wait_for_sync('%s', '%s')" % (server, timeout)) == "t"
 
 
+def post_event(hook, payload, delivery):
+    """Deliver one webhook event to a Service URL, as Coding would; 200."""
+    import urllib.request
+    req = urllib.request.Request(hook, data=json.dumps(payload).encode(), method="POST", headers={
+        "Content-Type": "application/json", "X-Coding-Delivery": delivery})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200
+
+
 def main():
     res = Results()
     sim = Sim("--team", "acme", "--project", "backend:700", "--project", "mobile:40",
@@ -482,7 +491,6 @@ def main():
             # without counting an attempt.  Set back, all goes on.  A new
             # project on the server is the foreign tables' default only: the
             # subscription reads its own (the imported tables' option).
-            import urllib.request
             hook = q("SELECT coding_fdw.webhook_url('mob')")
             mid = q("SELECT min(id) FROM mobile_mirror.project_members")
             q("ALTER SERVER mob OPTIONS (SET team 'other')")
@@ -493,12 +501,8 @@ def main():
                 err = status("mob", "issues")["last_error"]
                 assert err == 'server "mob" now names team "other", its subscription follows team "acme"', err
                 assert sim.call("GET", "/_sim/log/count")["count"] == calls, "the failed sync called Coding"
-                body = json.dumps({"event": "MEMBER_ROLE_UPDATED",
-                                   "member": {"id": int(mid), "name": "m", "login": "x"}}).encode()
-                req = urllib.request.Request(hook, data=body, method="POST", headers={
-                    "Content-Type": "application/json", "X-Coding-Delivery": "opt-1"})
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    assert resp.status == 200
+                post_event(hook, {"event": "MEMBER_ROLE_UPDATED",
+                                  "member": {"id": int(mid), "name": "m", "login": "x"}}, "opt-1")
                 wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery = 'opt-1' "
                                      "AND last_error LIKE '%now names team%'") == "1",
                            20, "the event to wait with the error")
@@ -548,16 +552,11 @@ def main():
             # a rejected token is the set-up's fault, not the event's: the
             # event waits for the owner to mend it, its attempts uncounted
             # (it was a dead letter after 5 attempts, about 15 s)
-            import urllib.request
             hook = q("SELECT coding_fdw.webhook_url('mob')")
             code = q("SELECT min(code) FROM mobile_mirror.issues")
             q("ALTER USER MAPPING FOR CURRENT_USER SERVER mob OPTIONS (SET token 'wrong-token')")
             try:
-                body = json.dumps({"event": "ISSUE_UPDATED", "issue": {"code": int(code)}}).encode()
-                req = urllib.request.Request(hook, data=body, method="POST", headers={
-                    "Content-Type": "application/json", "X-Coding-Delivery": "tok-1"})
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    assert resp.status == 200
+                post_event(hook, {"event": "ISSUE_UPDATED", "issue": {"code": int(code)}}, "tok-1")
                 wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event WHERE delivery = 'tok-1' "
                                      "AND last_error LIKE 'Coding rejected the token%'") == "1",
                            20, "the event to fail on the token")
@@ -753,17 +752,11 @@ def main():
                 # her webhook events are applied as alice, who cannot read the
                 # inbox: member events that look up earlier ones still apply
                 # (a MEMBER_CREATED failed with "permission denied")
-                import json
-                import urllib.request
                 hook = q("SET ROLE alice; SELECT coding_fdw.webhook_url('mob')")
                 mid = int(q("SELECT min(id) FROM alice_mirror.project_members"))
                 for delivery, event, member in (("al-1", "MEMBER_DELETED", 777001), ("al-2", "MEMBER_CREATED", 777001),
                                                 ("al-3", "MEMBER_ROLE_UPDATED", mid)):
-                    body = json.dumps({"event": event, "member": {"id": member, "name": "m", "login": "x"}}).encode()
-                    req = urllib.request.Request(hook, data=body, method="POST", headers={
-                        "Content-Type": "application/json", "X-Coding-Delivery": delivery})
-                    with urllib.request.urlopen(req, timeout=30) as resp:
-                        assert resp.status == 200
+                    post_event(hook, {"event": event, "member": {"id": member, "name": "m", "login": "x"}}, delivery)
                 wait_until(lambda: q("SELECT count(*) FROM coding_fdw.webhook_event "
                                      "WHERE delivery LIKE 'al-_' AND (state <> 'pending' OR attempts > 0)") == "3",
                            30, "alice's events applied or failed")
