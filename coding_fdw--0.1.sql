@@ -751,26 +751,29 @@ BEGIN
   RETURN n;
 END $$;
 
--- Delete local issues that Coding no longer has: one listing of the codes
--- (a list-only column, so no DescribeIssue), the delete local, tombstones
--- for what went.  Returns the deleted codes, whose copies in other issues
--- the caller refreshes.
-CREATE FUNCTION _reconcile(srv oid, src name, dst name) RETURNS bigint[]
+-- Reconcile the keys: one listing of the codes (a list-only column, so no
+-- DescribeIssue).  Deletes the local issues that Coding no longer has
+-- (tombstones for what went) and returns their codes, whose copies in
+-- other issues the caller refreshes; returns as "missing" the codes Coding
+-- has and the table lacks (rows deleted by hand, a TRUNCATE), which the
+-- caller reads (_apply skips those a tombstone holds).
+CREATE FUNCTION _reconcile(srv oid, src name, dst name, OUT gone bigint[], OUT missing int[])
 LANGUAGE plpgsql SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
-DECLARE
-  gone bigint[];
 BEGIN
-  EXECUTE format('WITH k AS MATERIALIZED (SELECT team, project, code FROM %I.issues),
-                       del AS (DELETE FROM %I.issues d WHERE NOT EXISTS
+  EXECUTE format('WITH k AS MATERIALIZED (SELECT team, project, code FROM %1$I.issues),
+                       del AS (DELETE FROM %2$I.issues d WHERE NOT EXISTS
                                  (SELECT 1 FROM k WHERE k.code = d.code AND k.team = d.team
                                                     AND k.project = d.project)
                                RETURNING d.code, d.updated_at),
                        tomb AS (SELECT coding_fdw._bury($1, ''issues'', array_agg(code::bigint),
                                                         array_agg(updated_at)) FROM del)
-                  SELECT coalesce(array_agg(code::bigint), ''{}'') FROM del
-                   WHERE (SELECT count(*) FROM tomb) >= 0', src, dst)
-    INTO gone USING srv;
-  RETURN gone;
+                  SELECT (SELECT coalesce(array_agg(code::bigint), ''{}'') FROM del
+                           WHERE (SELECT count(*) FROM tomb) >= 0),
+                         (SELECT coalesce(array_agg(k.code), ''{}'') FROM k
+                           WHERE NOT EXISTS (SELECT 1 FROM %2$I.issues d WHERE d.code = k.code
+                                                AND d.team = k.team AND d.project = k.project))',
+                 src, dst)
+    INTO gone, missing USING srv;
 END $$;
 
 -- The subscription row for the worker (private table).
@@ -894,6 +897,8 @@ DECLARE
   reconcile boolean;
   source text;
   r record;
+  keys record;
+  back record;
   gone bigint[];
   iterations_changed int[] := '{}';
   ins bigint;
@@ -930,8 +935,15 @@ BEGIN
     IF tbl = 'issues' AND NOT is_full THEN
       gone := '{}';
       IF reconcile THEN
-        gone := coding_fdw._reconcile(srv, s.source_schema, s.into_schema);
+        SELECT * INTO keys FROM coding_fdw._reconcile(srv, s.source_schema, s.into_schema);
+        gone := keys.gone;
         removed := removed + cardinality(gone);
+        IF cardinality(keys.missing) > 0 THEN
+          SELECT * INTO back FROM coding_fdw._apply(srv, s.source_schema, s.into_schema, 'issues', source,
+                                                    NULL, false, keys.missing);
+          ins := ins + back.inserted;
+          upd := upd + back.updated;
+        END IF;
       END IF;
       -- the copies other issues hold of what changed or went (a full sync
       -- reads all); a deleted sub-task is still listed in its parent's

@@ -330,9 +330,24 @@ def main():
             assert q(listed) == "0"
             n = mirror_diff("mobile_rec", "issues", "src_mob")
             assert n == 0, "issues differ in %d rows" % n
-            q("SELECT coding_fdw.sync_stop('mob', drop_tables => true)")
-        res.check("reconcile_interval: polling alone removes a deleted sub-task and its parent's copy",
-                  reconcile_interval)
+            # rows deleted by hand come back at the next reconciliation (no
+            # poll could see them: Coding did not change them), counted as
+            # inserted by a poll
+            try:
+                inserted = status("mob", "issues")["poll_inserted"]
+                # rows older than what a poll re-lists (the cursor minus a day)
+                old = "FROM mobile_rec.issues WHERE updated_at < (SELECT max(updated_at) - interval '2 days' " \
+                      "FROM mobile_rec.issues) AND code % 2 = 0"
+                gone = int(q("SELECT count(*) " + old))
+                assert gone > 0
+                q("DELETE " + old)
+                wait_until(lambda: status("mob", "issues")["poll_inserted"] == inserted + gone, 30,
+                           "the reconciliation to put the deleted rows back")
+                assert mirror_diff("mobile_rec", "issues", "src_mob") == 0
+            finally:
+                q("SELECT coding_fdw.sync_stop('mob', drop_tables => true)")
+        res.check("reconcile_interval: polling alone removes a deleted sub-task and its parent's copy, "
+                  "and puts back rows deleted by hand", reconcile_interval)
 
         def kill_worker():
             q("SELECT coding_fdw.sync_start('big', 'big_mirror')")
