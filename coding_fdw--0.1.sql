@@ -198,6 +198,13 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
                'project_module', 'requirement_type', 'defect_type', 'epic', 'parent']::name[]
 $$;
 
+-- One option of a server, or NULL: what follows "opt=" in srvoptions.
+CREATE FUNCTION _server_option(srv oid, opt text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+  SELECT substr(o, length(opt) + 2) FROM pg_foreign_server, unnest(srvoptions) o
+   WHERE oid = srv AND starts_with(o, opt || '=')
+$$;
+
 -- A synced table's columns that its source table has too (so not
 -- synced_at and synced_by, nor a column the user added: the apply steps
 -- leave those alone; only those in "names" when given), each after
@@ -276,8 +283,7 @@ BEGIN
   END IF;
   -- a subscription follows the server's project (the foreign tables'
   -- own "project" options do not name one for the server)
-  IF NOT EXISTS (SELECT 1 FROM pg_foreign_server, unnest(srvoptions) o
-                  WHERE oid = srv AND o LIKE 'project=_%') THEN
+  IF coalesce(coding_fdw._server_option(srv, 'project'), '') = '' THEN
     RAISE EXCEPTION 'server "%" has no "project" option', server
       USING ERRCODE = 'fdw_option_name_not_found',
             HINT = format('A subscription follows the server''s project: ALTER SERVER %I OPTIONS (ADD project ''NAME'').', server);
@@ -311,8 +317,7 @@ BEGIN
   END IF;
   EXECUTE format('CREATE SCHEMA %I', src);
   EXECUTE format('IMPORT FOREIGN SCHEMA %I FROM SERVER %I INTO %I',
-                 (SELECT coalesce((SELECT substr(o, 9) FROM unnest(srvoptions) o WHERE o LIKE 'project=%'), '')
-                    FROM pg_foreign_server WHERE oid = srv),
+                 coalesce(coding_fdw._server_option(srv, 'project'), ''),
                  server, src);
 
   -- the local tables: the imported columns, synced_at, synced_by, the key
@@ -374,12 +379,10 @@ BEGIN
   INSERT INTO coding_fdw.subscription (server_oid, server_name, owner_oid, into_schema, source_schema,
                                        team, project, mode, poll_interval, reconcile_interval, webhook_key,
                                        webhook_secret, next_poll)
-  SELECT srv, server, owner, into_schema, src,
-         (SELECT substr(o, 6) FROM unnest(srvoptions) o WHERE o LIKE 'team=%'),
-         (SELECT substr(o, 9) FROM unnest(srvoptions) o WHERE o LIKE 'project=%'),
+  VALUES (srv, server, owner, into_schema, src,
+          coding_fdw._server_option(srv, 'team'), coding_fdw._server_option(srv, 'project'),
           mode, poll_interval, reconcile_interval,
-          replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), webhook_secret, now()
-    FROM pg_foreign_server WHERE oid = srv;
+          replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), webhook_secret, now());
 END $$;
 
 CREATE FUNCTION sync_now(server name, "full" boolean DEFAULT false) RETURNS void
@@ -612,12 +615,12 @@ DECLARE
   current_cols text;
   filter text := '';
   buried bigint;
+  dst_rel regclass := format('%I.%I', dst, tbl)::regclass;
+  src_rel regclass := format('%I.%I', src, tbl)::regclass;
 BEGIN
-  cols := coding_fdw._column_list(format('%I.%I', dst, tbl)::regclass, format('%I.%I', src, tbl)::regclass, '');
-  excluded_cols := coding_fdw._column_list(format('%I.%I', dst, tbl)::regclass, format('%I.%I', src, tbl)::regclass,
-                                           'EXCLUDED.');
-  current_cols := coding_fdw._column_list(format('%I.%I', dst, tbl)::regclass, format('%I.%I', src, tbl)::regclass,
-                                          'd.');
+  cols := coding_fdw._column_list(dst_rel, src_rel, '');
+  excluded_cols := coding_fdw._column_list(dst_rel, src_rel, 'EXCLUDED.');
+  current_cols := coding_fdw._column_list(dst_rel, src_rel, 'd.');
   IF since IS NOT NULL THEN
     filter := 'WHERE updated_at >= $1';
   END IF;
@@ -703,19 +706,20 @@ DECLARE
   s_cols text;
   d_cols text;
   n bigint;
+  dst_rel regclass;
+  src_rel regclass;
 BEGIN
   IF codes IS NULL OR cardinality(codes) = 0 THEN
     RETURN 0;
   END IF;
-  cols := coding_fdw._column_list(format('%I.issues', dst)::regclass, format('%I.issues', src)::regclass, '',
-                                  coding_fdw._detail_columns());
+  dst_rel := format('%I.issues', dst)::regclass;
+  src_rel := format('%I.issues', src)::regclass;
+  cols := coding_fdw._column_list(dst_rel, src_rel, '', coding_fdw._detail_columns());
   IF cols IS NULL THEN
     RETURN 0;               -- details => false
   END IF;
-  s_cols := coding_fdw._column_list(format('%I.issues', dst)::regclass, format('%I.issues', src)::regclass, 's.',
-                                    coding_fdw._detail_columns());
-  d_cols := coding_fdw._column_list(format('%I.issues', dst)::regclass, format('%I.issues', src)::regclass, 'd.',
-                                    coding_fdw._detail_columns());
+  s_cols := coding_fdw._column_list(dst_rel, src_rel, 's.', coding_fdw._detail_columns());
+  d_cols := coding_fdw._column_list(dst_rel, src_rel, 'd.', coding_fdw._detail_columns());
   EXECUTE format('WITH s AS MATERIALIZED (SELECT code, %1$s FROM %2$I.issues WHERE code = ANY($1)),
                        up AS (UPDATE %3$I.issues d SET (%1$s, synced_at, synced_by) = (%4$s, now(), $2)
                                 FROM s WHERE d.code = s.code AND (%5$s) IS DISTINCT FROM (%4$s)
@@ -803,12 +807,10 @@ END $$;
 CREATE FUNCTION _check_server(s subscription) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
-  now_team text;
+  now_team text := coding_fdw._server_option(s.server_oid, 'team');
   read_project text;
   server name := coding_fdw._server_name(s.server_oid, s.server_name);
 BEGIN
-  SELECT (SELECT substr(o, 6) FROM unnest(srvoptions) o WHERE o LIKE 'team=%')
-    INTO now_team FROM pg_foreign_server WHERE oid = s.server_oid;
   SELECT substr(o, 9) INTO read_project
     FROM pg_foreign_table ft, unnest(ft.ftoptions) o
    WHERE ft.ftrelid = to_regclass(format('%I.issues', s.source_schema)) AND o LIKE 'project=%';
