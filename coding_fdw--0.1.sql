@@ -118,7 +118,6 @@ CREATE TABLE webhook_counts (
   rejected    bigint NOT NULL DEFAULT 0,   -- 400/401 for a known key
   applied     bigint NOT NULL DEFAULT 0,
   ignored     bigint NOT NULL DEFAULT 0,   -- events that change none of the tables
-  dead        bigint NOT NULL DEFAULT 0,
   PRIMARY KEY (server_oid, who)
 );
 REVOKE ALL ON webhook_counts FROM PUBLIC;
@@ -1287,10 +1286,10 @@ BEGIN
          count(*) FILTER (WHERE state = 'dead'),
          count(*) FILTER (WHERE state = 'dead' AND outcome = 'failed' AND event = 'ISSUE_DELETED')
     INTO n_applied, n_ignored, n_dead, n_dead_deletes FROM u;
-  INSERT INTO coding_fdw.webhook_counts AS c (server_oid, who, applied, ignored, dead)
-  VALUES (srv, 'worker', n_applied, n_ignored, n_dead)
+  INSERT INTO coding_fdw.webhook_counts AS c (server_oid, who, applied, ignored)
+  VALUES (srv, 'worker', n_applied, n_ignored)
   ON CONFLICT (server_oid, who) DO UPDATE
-    SET applied = c.applied + n_applied, ignored = c.ignored + n_ignored, dead = c.dead + n_dead;
+    SET applied = c.applied + n_applied, ignored = c.ignored + n_ignored;
   IF n_dead > 0 THEN
     -- a poll cannot see deleted issues: for a delete that failed for
     -- good, the poll also reconciles the keys
@@ -1736,15 +1735,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_t
 DECLARE
   mine bigint[] := coding_fdw._dead_letters(delivery, server, 'replay');
 BEGIN
-  -- the revived event takes one off its own subscription's dead count
-  WITH revived AS (
-    UPDATE coding_fdw.webhook_event e
-       SET state = 'pending', attempts = 0, next_attempt = '-infinity', retry_delay = NULL, done_at = NULL
-     WHERE e.id = ANY (mine) AND e.state = 'dead'
-    RETURNING e.server_oid)
-  UPDATE coding_fdw.webhook_counts c SET dead = c.dead - r.k
-    FROM (SELECT server_oid, count(*) AS k FROM revived GROUP BY server_oid) r
-   WHERE c.who = 'worker' AND c.server_oid = r.server_oid;
+  UPDATE coding_fdw.webhook_event e
+     SET state = 'pending', attempts = 0, next_attempt = '-infinity', retry_delay = NULL, done_at = NULL
+   WHERE e.id = ANY (mine) AND e.state = 'dead';
   PERFORM coding_fdw.wake_worker();
 END $$;
 
@@ -1756,12 +1749,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_t
 DECLARE
   mine bigint[] := coding_fdw._dead_letters(delivery, server, 'discard');
 BEGIN
-  WITH gone AS (
-    DELETE FROM coding_fdw.webhook_event e WHERE e.id = ANY (mine) AND e.state = 'dead'
-    RETURNING e.server_oid)
-  UPDATE coding_fdw.webhook_counts c SET dead = c.dead - r.k
-    FROM (SELECT server_oid, count(*) AS k FROM gone GROUP BY server_oid) r
-   WHERE c.who = 'worker' AND c.server_oid = r.server_oid;
+  DELETE FROM coding_fdw.webhook_event e WHERE e.id = ANY (mine) AND e.state = 'dead';
 END $$;
 
 -- The Service URL to paste into Coding (Project settings -> Developer
