@@ -156,6 +156,13 @@ extern void coding_sync_wake(void);
 extern Datum coding_oid_array(const Oid *items, int n);
 extern void coding_register_worker(const char *function, const char *name);
 
+/* The preloaded workers, as coding_worker_connect counts their failures. */
+#define CONNECTING_SYNC		0
+#define CONNECTING_EVENTS	1
+#define CONNECTING_LISTENER 2
+#define N_CONNECTING		3
+extern void coding_worker_connect(int slot, const char *name);
+
 /* ---- webhook_listener.c ---- */
 extern char *coding_webhook_listen_address;
 extern int	coding_webhook_port;

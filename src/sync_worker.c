@@ -89,6 +89,7 @@ typedef struct SyncShared
 	Oid			wanted[N_ROLES];	/* one each passed over this pass, or 0 */
 	Oid			reserved[N_ROLES];	/* one released for each, or 0 */
 	TimestampTz reserved_until[N_ROLES];	/* until when */
+	int			connect_failures[N_CONNECTING];	/* coding_worker_connect */
 } SyncShared;
 
 /*
@@ -112,6 +113,16 @@ static bool xact_callback_registered = false;
  * worker too.  coding_fdw._acting_role() reads this; no SQL can set it.
  */
 static Oid	acting_role = InvalidOid;
+
+/*
+ * The gap between two attempts of a worker to connect to a database that
+ * is not there (dropped WITH (FORCE), or coding_fdw.database set before it
+ * was created): the postmaster's restart interval, doubled after each
+ * failure up to a minute, so that three workers do not write two lines
+ * each every 5 s for as long as it lasts.
+ */
+#define RESTART_MS			5000
+#define MAX_CONNECT_GAP_MS	60000
 
 /* Longest sleep between checks of the subscriptions, in ms. */
 #define MAX_SLEEP_MS	60000
@@ -200,6 +211,58 @@ coding_register_worker(const char *function, const char *name)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
 	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * coding_worker_connect
+ *		Connect a worker (slot: CONNECTING_SYNC, _EVENTS or _LISTENER) to
+ *		coding_fdw.database, first waiting out the rest of its back-off when
+ *		its previous attempts failed.  A failed connection is FATAL, so the
+ *		count of failures is kept in shared memory, raised before the
+ *		attempt and cleared after it succeeds; a crash restart clears it
+ *		with the rest of shared memory.
+ */
+void
+coding_worker_connect(int slot, const char *name)
+{
+	int			failures;
+	long		gap_ms = RESTART_MS;
+
+	SpinLockAcquire(&sync_shared->mutex);
+	failures = sync_shared->connect_failures[slot]++;
+	SpinLockRelease(&sync_shared->mutex);
+
+	for (int i = 1; i < failures && gap_ms < MAX_CONNECT_GAP_MS; i++)
+		gap_ms *= 2;
+	gap_ms = Min(gap_ms, MAX_CONNECT_GAP_MS);
+	if (failures > 0 && gap_ms > RESTART_MS)
+	{
+		TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														gap_ms - RESTART_MS);
+
+		ereport(LOG,
+				(errmsg("%s could not connect to database \"%s\" (%d attempts in a row)",
+						name, coding_sync_database, failures),
+				 errdetail("The next attempt is in %ld s.", (gap_ms - RESTART_MS) / 1000),
+				 errhint("Create the database, or set coding_fdw.database to an existing one and restart the server.")));
+		for (;;)
+		{
+			long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+			CHECK_FOR_INTERRUPTS();
+			if (left <= 0)
+				break;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 left, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
+
+	BackgroundWorkerInitializeConnection(coding_sync_database, NULL, 0);
+
+	SpinLockAcquire(&sync_shared->mutex);
+	sync_shared->connect_failures[slot] = 0;
+	SpinLockRelease(&sync_shared->mutex);
 }
 
 /*
@@ -883,7 +946,7 @@ worker_main(WorkerRole role)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(coding_sync_database, NULL, 0);
+	coding_worker_connect(role == ROLE_SYNC ? CONNECTING_SYNC : CONNECTING_EVENTS, name);
 	/*
 	 * As superuser, and as each owner: no role's schema may shadow what the
 	 * worker's SQL calls.  A session setting, so the SET clauses of the

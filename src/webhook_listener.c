@@ -960,7 +960,7 @@ coding_webhook_listener_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGPIPE, SIG_IGN);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(coding_sync_database, NULL, 0);
+	coding_worker_connect(CONNECTING_LISTENER, "coding_fdw webhook listener");
 	pgstat_report_appname("coding_fdw webhook listener");
 	/* as superuser: no role's schema may shadow what its SQL calls */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);

@@ -14,6 +14,7 @@ is wait_for_sync or a polled condition with a deadline.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -878,6 +879,55 @@ def main():
                   "DROP OWNED BY mallory; DROP ROLE mallory" % DB)
         res.check("a subscriber's trigger in the worker and her look-alike functions act for no one else",
                   hostile_owner)
+
+        workers = ("coding_fdw sync worker", "coding_fdw events worker", "coding_fdw webhook listener")
+
+        def restart_cluster():
+            cluster = os.environ.get("PGVERSION", "15")
+            subprocess.run(["pg_ctlcluster", cluster, "regress", "restart"], check=True)
+            wait_until(lambda: psql("SELECT 1", db=DB, check=False).returncode == 0, 60,
+                       "the server to accept connections again", interval=0.2)
+
+        def connected(db):
+            return q("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND backend_type IN %s"
+                     % (db, str(workers))) == "3"
+
+        def missing_database():
+            q("DROP DATABASE IF EXISTS tp_sync_gone")
+            q("CREATE DATABASE tp_sync_gone")
+            q("ALTER SYSTEM SET coding_fdw.database = 'tp_sync_gone'")
+            try:
+                restart_cluster()
+                wait_until(lambda: connected("tp_sync_gone"), 30, "the workers to serve tp_sync_gone",
+                           interval=0.2)
+                log_start = len(server_log())
+                q("DROP DATABASE tp_sync_gone WITH (FORCE)")
+                # restarted 5 s after each exit; attempts 1 and 2 at once,
+                # then 5 s and 15 s more: the log says when the next one is
+                line = r'LOG:  %s could not connect to database "tp_sync_gone" \(%d attempts in a row\)\n' \
+                       r'[^\n]*DETAIL:  The next attempt is in %d s\.'
+                wait_until(lambda: all(re.search(line % (w, 3, 15), server_log()[log_start:])
+                                       for w in workers), 60, "each worker's third failure", interval=0.2)
+                log = server_log()[log_start:]
+                for w in workers:
+                    assert re.search(line % (w, 2, 5), log), (w, log[-3000:])
+                    assert "%s could not connect to database \"tp_sync_gone\" (1 attempts" % w not in log
+                # three attempts each in about 25 s: no fourth within 15 s
+                # of the third (without the back-off: one every 5 s)
+                fatal = 'FATAL:  database "tp_sync_gone" does not exist'
+                assert log.count(fatal) == 9, log[-3000:]
+                q("CREATE DATABASE tp_sync_gone")
+                wait_until(lambda: connected("tp_sync_gone"), 40, "the workers to come back", interval=0.2)
+                log = server_log()[log_start:]
+                assert 'coding_fdw sync worker started for database "tp_sync_gone"' in log
+                assert log.count(fatal) == 9, "an attempt came earlier than its back-off"
+            finally:
+                q("ALTER SYSTEM RESET coding_fdw.database")
+                restart_cluster()
+                wait_until(lambda: connected(DB), 30, "the workers to serve %s again" % DB, interval=0.2)
+                q("DROP DATABASE IF EXISTS tp_sync_gone")
+        res.check("without their database the workers back off, up to a minute, saying when they try "
+                  "next; they come back when it is created", missing_database)
     finally:
         sim.stop()
         psql("DROP EXTENSION IF EXISTS coding_fdw CASCADE", db=DB, check=False)
