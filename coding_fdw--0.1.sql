@@ -70,7 +70,7 @@ CREATE TABLE subscription (
 REVOKE ALL ON subscription FROM PUBLIC;
 
 CREATE TABLE sync_counts (
-  server_oid  oid NOT NULL REFERENCES subscription ON DELETE CASCADE,
+  server_oid  oid NOT NULL REFERENCES subscription ON DELETE CASCADE ON UPDATE CASCADE,
   table_name  text NOT NULL,
   source      text NOT NULL CHECK (source IN ('full', 'poll', 'webhook')),
   inserted    bigint NOT NULL DEFAULT 0,
@@ -159,13 +159,14 @@ AS 'MODULE_PATHNAME', 'coding_wake_worker' LANGUAGE C STRICT;
 
 -- The caller's subscription on a server, or an error naming what is wrong.
 CREATE FUNCTION _subscription(server name) RETURNS subscription
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   s coding_fdw.subscription;
 BEGIN
   IF server IS NULL THEN
     RAISE EXCEPTION 'the server name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
   END IF;
+  PERFORM coding_fdw._relink();         -- after pg_upgrade: the oids right first
   -- by the server's oid, so a renamed server keeps its subscription; by the
   -- recorded name only for a server that no longer exists (to stop it)
   SELECT * INTO s FROM coding_fdw.subscription
@@ -260,6 +261,7 @@ BEGIN
   IF NOT has_server_privilege(srv, 'USAGE') THEN
     RAISE EXCEPTION 'permission denied for foreign server %', server USING ERRCODE = 'insufficient_privilege';
   END IF;
+  PERFORM coding_fdw._relink();         -- after pg_upgrade: the oids right first
   -- before anything is created: a second call would otherwise fail on the
   -- source schema it left, with a message that says nothing useful
   IF coding_fdw._subscribed(srv) THEN
@@ -345,6 +347,107 @@ CREATE FUNCTION _subscribed(srv oid) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
   SELECT EXISTS (SELECT 1 FROM coding_fdw.subscription WHERE server_oid = srv)
 $$;
+
+-- ----- servers whose oids changed (pg_upgrade) -----
+
+-- Subscriptions refer to their server by oid (a renamed server keeps its
+-- subscription), but pg_upgrade restores the servers with new oids and
+-- copies this extension's tables as they were: a row may then name no
+-- server, or another subscriber's (sync_stop by name would act on that
+-- one).  The source schema's foreign tables are restored by name, so they
+-- still know the server: for each subscription whose issues table is on
+-- another server, the subscription's old and new oids.
+CREATE FUNCTION _moved_servers()
+RETURNS TABLE (old_oid oid, new_oid oid)
+LANGUAGE sql STABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+  SELECT s.server_oid, ft.ftserver
+    FROM coding_fdw.subscription s
+    JOIN pg_namespace n ON n.nspname = s.source_schema
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'issues' AND c.relkind = 'f'
+    JOIN pg_foreign_table ft ON ft.ftrelid = c.oid
+   WHERE ft.ftserver <> s.server_oid
+$$;
+
+-- Give moved subscriptions their servers' oids again, in every table that
+-- keys by server, and their source schemas the matching names; the worker
+-- runs this before each pass, and each function that looks a subscription
+-- up by a server's name first, so no step acts on a stale oid for long
+-- and no user on another's subscription.  Oids below FirstNormalObjectId
+-- (16384) are no server's, so going through them keeps every unique key
+-- when two subscriptions swapped oids.  A subscription that would take an
+-- oid another one keeps (its source tables gone) stays as it is.
+CREATE FUNCTION _relink() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp
+SET client_min_messages = warning AS $$
+DECLARE
+  olds oid[];
+  news oid[];
+  keep_olds oid[];
+  keep_news oid[];
+  temps oid[];
+  tmp name;
+  i int;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM coding_fdw._moved_servers()) THEN
+    RETURN;
+  END IF;
+  -- one at a time (both workers and any session may find them)
+  PERFORM pg_advisory_xact_lock('coding_fdw._relink'::regproc::oid::bigint);
+  SELECT array_agg(old_oid ORDER BY old_oid), array_agg(new_oid ORDER BY old_oid)
+    INTO olds, news FROM coding_fdw._moved_servers();
+  LOOP
+    -- not to an oid a subscription keeps, nor one two would take
+    SELECT array_agg(o ORDER BY o), array_agg(n ORDER BY o) INTO keep_olds, keep_news
+      FROM unnest(olds, news) m(o, n)
+     WHERE NOT EXISTS (SELECT 1 FROM coding_fdw.subscription s
+                        WHERE s.server_oid = m.n AND s.server_oid <> ALL (olds))
+       AND (SELECT count(*) FROM unnest(news) x WHERE x = m.n) = 1;
+    EXIT WHEN coalesce(cardinality(keep_olds), 0) = coalesce(cardinality(olds), 0);
+    olds := keep_olds;
+    news := keep_news;
+  END LOOP;
+  IF olds IS NULL THEN
+    RETURN;
+  END IF;
+  temps := ARRAY(SELECT g::oid FROM generate_series(1, cardinality(olds)) g);
+  -- the subscription rows first: the listener's FOR KEY SHARE of them
+  -- orders its stores before or after this (sync_counts follows its key)
+  UPDATE coding_fdw.subscription s SET server_oid = m.t
+    FROM unnest(olds, temps) m(o, t) WHERE s.server_oid = m.o;
+  UPDATE coding_fdw.subscription s SET server_oid = m.n,
+         server_name = (SELECT srvname FROM pg_foreign_server WHERE oid = m.n)
+    FROM unnest(temps, news) m(t, n) WHERE s.server_oid = m.t;
+  FOR i IN 1 .. 2 LOOP
+    UPDATE coding_fdw.webhook_event e SET server_oid = m.b
+      FROM unnest(CASE i WHEN 1 THEN olds ELSE temps END, CASE i WHEN 1 THEN temps ELSE news END) m(a, b)
+     WHERE e.server_oid = m.a;
+    UPDATE coding_fdw.webhook_counts e SET server_oid = m.b
+      FROM unnest(CASE i WHEN 1 THEN olds ELSE temps END, CASE i WHEN 1 THEN temps ELSE news END) m(a, b)
+     WHERE e.server_oid = m.a;
+    UPDATE coding_fdw.tombstone e SET server_oid = m.b
+      FROM unnest(CASE i WHEN 1 THEN olds ELSE temps END, CASE i WHEN 1 THEN temps ELSE news END) m(a, b)
+     WHERE e.server_oid = m.a;
+  END LOOP;
+  -- the source schemas are coding_fdw_src_<oid> again (sync_stop and DROP
+  -- SERVER drop them by that name), through names of their own when two
+  -- swap; one whose name a leftover schema holds keeps its own
+  FOR i IN 1 .. cardinality(news) LOOP
+    tmp := format('coding_fdw_src_relink_%s', news[i]);
+    EXECUTE format('ALTER SCHEMA %I RENAME TO %I',
+                   (SELECT source_schema FROM coding_fdw.subscription WHERE server_oid = news[i]), tmp);
+    UPDATE coding_fdw.subscription SET source_schema = tmp WHERE server_oid = news[i];
+  END LOOP;
+  FOR i IN 1 .. cardinality(news) LOOP
+    IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = format('coding_fdw_src_%s', news[i])) THEN
+      EXECUTE format('ALTER SCHEMA %I RENAME TO %I', format('coding_fdw_src_relink_%s', news[i]),
+                     format('coding_fdw_src_%s', news[i]));
+      UPDATE coding_fdw.subscription SET source_schema = format('coding_fdw_src_%s', news[i])
+       WHERE server_oid = news[i];
+    END IF;
+    RAISE LOG 'coding_fdw: the subscription of server "%" referred to server oid %, now %: relinked (pg_upgrade gives servers new oids)',
+      (SELECT srvname FROM pg_foreign_server WHERE oid = news[i]), olds[i], news[i];
+  END LOOP;
+END $$;
 
 -- A subscription's server as it is called now (a renamed server keeps
 -- its subscription), or the recorded name if the server is gone.
@@ -529,6 +632,7 @@ CREATE EVENT TRIGGER coding_fdw_server_dropped ON sql_drop
 CREATE FUNCTION _before_drop(servers oid[], fdws oid[], roles oid[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 BEGIN
+  PERFORM coding_fdw._relink();         -- after pg_upgrade: drop what the command names
   PERFORM FROM coding_fdw.subscription s JOIN pg_foreign_server fs ON fs.oid = s.server_oid
    WHERE (s.server_oid = ANY (servers) OR fs.srvfdw = ANY (fdws)
           OR fs.srvowner = ANY (roles) OR s.owner_oid = ANY (roles))
@@ -1703,10 +1807,11 @@ GRANT SELECT ON webhook_dead_letter TO PUBLIC;
 -- Coding's, so two subscriptions may each hold one with the same id: then
 -- the server must be named.
 CREATE FUNCTION _dead_letters(delivery text, server name, verb text) RETURNS bigint[]
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   mine bigint[];
 BEGIN
+  PERFORM coding_fdw._relink();         -- after pg_upgrade: the oids right first
   IF server IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_foreign_server WHERE srvname = server) THEN
     RAISE EXCEPTION 'server "%" does not exist', server USING ERRCODE = 'undefined_object';
   END IF;
@@ -1755,7 +1860,7 @@ END $$;
 -- The Service URL to paste into Coding (Project settings -> Developer
 -- options -> Service Hook -> HTTP webhook): the subscription owner only.
 CREATE FUNCTION webhook_url(server name) RETURNS text
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, coding_fdw, pg_temp AS $$
 DECLARE
   s coding_fdw.subscription := coding_fdw._subscription(server);
   base text := coalesce(current_setting('coding_fdw.webhook_public_url', true), '');

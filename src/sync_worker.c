@@ -202,6 +202,14 @@ coding_register_worker(const char *function, const char *name)
 {
 	BackgroundWorker worker;
 
+	/*
+	 * Not under pg_upgrade (postmaster -b, old and new cluster): connected
+	 * to coding_fdw.database, the workers would make its restore (DROP
+	 * DATABASE, CREATE DATABASE) fail, and would sync or apply events
+	 * while the cluster is being copied.
+	 */
+	if (IsBinaryUpgrade)
+		return;
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
@@ -609,6 +617,8 @@ find_due(WorkerRole role, long *sleep_ms)
 	 */
 	if (SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'coding_fdw'", true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1 &&
+		/* after pg_upgrade: every subscription on its server's oid again */
+		SPI_execute("SELECT coding_fdw._relink()", false, 0) == SPI_OK_SELECT &&
 		SPI_execute(role == ROLE_SYNC ?
 					"SELECT server_oid, owner_oid,"
 					" coding_fdw._server_name(s.server_oid, s.server_name)::text,"

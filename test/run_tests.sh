@@ -21,6 +21,7 @@ log2=$(mktemp)
 log3=$(mktemp)
 log4=$(mktemp)
 log5=$(mktemp)
+log6=$(mktemp)
 rcdir=$(mktemp -d)
 
 # free_port: a TCP port nobody listens on now (for a cluster or a listener)
@@ -53,20 +54,24 @@ for t in test/tp_*.py; do
 done
 echo "== two lines of clusters at once:"
 echo "==   [plain] suites without shared_preload_libraries, then [preload-a] ${OTHER_SCRIPTS[*]}"
-echo "==   [preload-b] ${LONG_SCRIPTS[*]}"
+echo "==   [preload-b] ${LONG_SCRIPTS[*]}, then [upgrade] test/upgrade.sh (pg_upgrade, clusters of its own)"
 (
     in_cluster plain "$log1" -- 
     in_cluster preload-a "$log2" -o shared_preload_libraries=coding_fdw \
         -o coding_fdw.webhook_port="$(free_port)" -- --preload "${OTHER_SCRIPTS[@]}"
 ) &
 line_a=$!
-in_cluster preload-b "$log5" -o shared_preload_libraries=coding_fdw \
-    -o coding_fdw.webhook_port="$(free_port)" -- --preload "${LONG_SCRIPTS[@]}" &
+(
+    in_cluster preload-b "$log5" -o shared_preload_libraries=coding_fdw \
+        -o coding_fdw.webhook_port="$(free_port)" -- --preload "${LONG_SCRIPTS[@]}"
+    { bash test/upgrade.sh 2>&1; echo $? >"$rcdir/upgrade"; } | tee "$log6" | sed -u "s/^/[upgrade] /"
+) &
 line_b=$!
 wait $line_a $line_b
 rc1=$(cat "$rcdir/plain" 2>/dev/null || echo 1)
 rc2=$(cat "$rcdir/preload-a" 2>/dev/null || echo 1)
 rc5=$(cat "$rcdir/preload-b" 2>/dev/null || echo 1)
+rc6=$(cat "$rcdir/upgrade" 2>/dev/null || echo 1)
 echo "== memory check: pg_regress and the fault matrix under valgrind"
 # its own two servers under valgrind (pg_virtualenv cannot start one so)
 bash test/memcheck.sh 2>&1 | tee "$log3"
@@ -76,9 +81,9 @@ bash test/dns_cancel.sh 2>&1 | tee "$log4"
 rc4=${PIPESTATUS[0]}
 # each phase ends with its total; add them up and repeat the sum last,
 # after pg_virtualenv's own messages (a phase without a total failed)
-total=$(for log in "$log1" "$log2" "$log5" "$log3" "$log4"; do
+total=$(for log in "$log1" "$log2" "$log5" "$log6" "$log3" "$log4"; do
             grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1 | grep . || echo "0 passed, 1 failed"
         done | awk '{p += $1; f += $3} END {print p " passed, " f " failed"}')
-rm -rf "$log1" "$log2" "$log3" "$log4" "$log5" "$rcdir"
+rm -rf "$log1" "$log2" "$log3" "$log4" "$log5" "$log6" "$rcdir"
 echo "$total"
-[ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] && [ "$rc3" -eq 0 ] && [ "$rc4" -eq 0 ] && [ "$rc5" -eq 0 ] && [ "${total#* passed, }" = "0 failed" ]
+[ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] && [ "$rc3" -eq 0 ] && [ "$rc4" -eq 0 ] && [ "$rc5" -eq 0 ] && [ "$rc6" -eq 0 ] && [ "${total#* passed, }" = "0 failed" ]

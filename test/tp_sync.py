@@ -723,6 +723,60 @@ def main():
         res.check("a failure that cannot be recorded holds the server back, not retried at once; "
                   "a sync_now is served", unrecorded_failure)
 
+        def moved_servers():
+            # pg_upgrade restores the servers with new oids and copies the
+            # extension's tables as they were; here the two servers came
+            # back with each other's oids: each subscription's rows (and its
+            # events, counters, tombstones) under the other's oid, and its
+            # source schema named after it (test/upgrade.sh runs pg_upgrade)
+            a = q("SELECT oid FROM pg_foreign_server WHERE srvname = 'coding'")
+            b = q("SELECT oid FROM pg_foreign_server WHERE srvname = 'mob'")
+            swap = ["UPDATE coding_fdw.subscription SET server_oid = CASE server_oid WHEN %s THEN 1 ELSE 2 END "
+                    "WHERE server_oid IN (%s, %s)" % (a, a, b),
+                    "UPDATE coding_fdw.subscription SET server_oid = CASE server_oid WHEN 1 THEN %s ELSE %s END, "
+                    "source_schema = 'coding_fdw_src_' || CASE server_oid WHEN 1 THEN %s ELSE %s END "
+                    "WHERE server_oid IN (1, 2)" % (b, a, b, a)]
+            for t in ("webhook_event", "webhook_counts", "tombstone"):
+                swap += ["UPDATE coding_fdw.%s SET server_oid = CASE server_oid WHEN %s THEN 1 ELSE 2 END "
+                         "WHERE server_oid IN (%s, %s)" % (t, a, a, b),
+                         "UPDATE coding_fdw.%s SET server_oid = CASE server_oid WHEN 1 THEN %s ELSE %s END "
+                         "WHERE server_oid IN (1, 2)" % (t, b, a)]
+            swap += ["ALTER SCHEMA coding_fdw_src_%s RENAME TO swapping" % a,
+                     "ALTER SCHEMA coding_fdw_src_%s RENAME TO coding_fdw_src_%s" % (b, a),
+                     "ALTER SCHEMA swapping RENAME TO coding_fdw_src_%s" % b]
+            state = ("SELECT string_agg(format('%%s %%s %%s %%s', s.server_oid, s.into_schema, s.source_schema, "
+                     "(SELECT count(*) FROM coding_fdw.webhook_event e WHERE e.server_oid = s.server_oid)"
+                     " + (SELECT count(*) FROM coding_fdw.tombstone t WHERE t.server_oid = s.server_oid)"
+                     " + (SELECT coalesce(sum(received), 0) FROM coding_fdw.webhook_counts c "
+                     "     WHERE c.server_oid = s.server_oid)"
+                     " + (SELECT coalesce(sum(inserted), 0) FROM coding_fdw.sync_counts c "
+                     "     WHERE c.server_oid = s.server_oid)), ', ' ORDER BY s.server_oid) "
+                     "FROM coding_fdw.subscription s WHERE server_oid IN (%s, %s)" % (a, b))
+            before = q(state)
+            url = q("SELECT coding_fdw.webhook_url('coding')")
+            assert ("%s mirror coding_fdw_src_%s" % (a, a)) in before and \
+                ("%s mobile_mirror coding_fdw_src_%s" % (b, b)) in before, before
+            # a function that names a server relinks first, in its own
+            # transaction: the URL is coding's, not mob's
+            out = q("BEGIN; %s; SELECT coding_fdw.webhook_url('coding'); COMMIT" % "; ".join(swap))
+            assert out.split("\n")[-1] == url, (out, url)
+            assert q(state) == before
+            # nobody asks: the workers relink before their next pass
+            log_start = len(server_log())
+            q("BEGIN; %s; COMMIT" % "; ".join(swap))
+            wait_until(lambda: q(state) == before, 20, "the workers to relink the subscriptions", interval=0.2)
+            log = server_log()[log_start:]
+            for name, old, new in (("coding", b, a), ("mob", a, b)):
+                assert ('coding_fdw: the subscription of server "%s" referred to server oid %s, now %s: '
+                        'relinked' % (name, old, new)) in log, log[-3000:]
+            assert q("SELECT count(*) FROM coding_fdw._moved_servers()") == "0"
+            q("SELECT coding_fdw.sync_now('mob')")
+            assert wait_for_sync("mob", "30 s"), status("mob", "issues")
+            assert status("mob", "issues")["into_schema"] == "mobile_mirror"
+            assert mirror_diff("mobile_mirror", "issues", "coding_fdw_src_%s" % b) == 0
+        res.check("servers with new oids (pg_upgrade): a subscription follows its source tables' server, "
+                  "relinked by the first call naming a server or by the workers", moved_servers)
+
         def stop():
             kept = q("SELECT count(*) FROM mobile_mirror.issues")
             q("SELECT coding_fdw.sync_stop('mob')")
