@@ -130,7 +130,17 @@ SELECT count(*) FROM coding.issues WHERE code = ANY('{}');
 SELECT count(*) FROM defects WHERE type = 'EPIC';
 SELECT count(*) FROM coding.issues WHERE created_at > '2025-06-01' AND created_at < '2025-05-01';
 SELECT count(*) FROM coding.issues WHERE issue_status_type NOT IN ('TODO', 'PROCESSING', 'COMPLETED');
+-- also where the query reads what only the list has (raw, assignees), so
+-- codes cannot be looked up: no code, or none that can exist
+SELECT count(*) FROM (SELECT * FROM coding.issues WHERE code = ANY('{}')) s;
+SELECT count(*) FROM coding.issues WHERE code IN (0, -3) AND raw IS NOT NULL;
 \! $SIMCTL count
+EXPLAIN (VERBOSE, COSTS OFF) SELECT code, raw FROM coding.issues WHERE code = ANY('{}');
+-- with a code that can exist, the list is read and the code checked here
+\! $SIMCTL clear-log
+SELECT code, raw->>'Code' AS raw_code FROM coding.issues WHERE code IN (0, 3);
+\! $SIMCTL count --action DescribeIssueListWithPage
+EXPLAIN (VERBOSE, COSTS OFF) SELECT code, raw FROM coding.issues WHERE code IN (0, 3);
 -- a prepared statement's parameter is pushed too
 PREPARE by_code(int) AS SELECT code, name FROM coding.issues WHERE code = $1;
 \! $SIMCTL clear-log

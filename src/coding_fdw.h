@@ -266,6 +266,8 @@ typedef struct CodingPushedItem
 	int			op;				/* CODING_OP_* */
 	Expr	   *value;			/* evaluated when the scan starts; NULL for IS NULL */
 	Oid			collation;		/* the comparison's collation (ILIKE folds case by it) */
+	bool		only_if_empty;	/* code, where a lookup cannot serve the query:
+								 * sent never, only proves that nothing matches */
 } CodingPushedItem;
 
 /* The request a scan sends, built from the pushed items' values. */

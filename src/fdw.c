@@ -619,12 +619,13 @@ codingGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
 
 		if (item == NULL)
 			continue;
-		if (strcmp(item->column, "code") == 0 && !ps->key_allowed)
-			continue;
-		items = lappend(items, list_make4(makeString(item->column),
+		/* where DescribeIssue cannot give the columns, codes only say "none" */
+		item->only_if_empty = strcmp(item->column, "code") == 0 && !ps->key_allowed;
+		items = lappend(items, list_make5(makeString(item->column),
 										  makeInteger(item->op),
 										  makeInteger(item->value != NULL),
-										  makeInteger((int) item->collation)));
+										  makeInteger((int) item->collation),
+										  makeInteger(item->only_if_empty)));
 		if (item->value)
 			values = lappend(values, item->value);
 	}
@@ -763,6 +764,7 @@ codingBeginForeignScan(ForeignScanState *node, int eflags)
 		item->column = strVal(linitial(it));
 		item->op = intVal(lsecond(it));
 		item->collation = (Oid) intVal(lfourth(it));
+		item->only_if_empty = intVal(list_nth(it, 4)) != 0;
 		if (intVal(lthird(it)))
 		{
 			item->value = (Expr *) lfirst(value_cell);

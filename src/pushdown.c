@@ -854,6 +854,21 @@ coding_build_request(CodingRequest *req, CodingResource res,
 					break;		/* one set of codes; the rest is local */
 				if (!value_texts(d, type, item->op, pc, &texts))
 					break;
+				if (item->only_if_empty)
+				{
+					ListCell   *lc2;
+
+					/* listed, and checked locally, unless no code can exist */
+					req->empty = true;
+					foreach(lc2, texts)
+					{
+						int64		code = strtoll(lfirst(lc2), NULL, 10);
+
+						if (code > 0 && code <= PG_INT32_MAX)
+							req->empty = empty;
+					}
+					break;
+				}
 				req->key_lookup = true;
 				code_item = i - 1;
 				{
