@@ -385,6 +385,7 @@ DECLARE
   keep_olds oid[];
   keep_news oid[];
   temps oid[];
+  tbl name;
   tmp name;
   i int;
 BEGIN
@@ -412,22 +413,14 @@ BEGIN
   temps := ARRAY(SELECT g::oid FROM generate_series(1, cardinality(olds)) g);
   -- the subscription rows first: the listener's FOR KEY SHARE of them
   -- orders its stores before or after this (sync_counts follows its key)
-  UPDATE coding_fdw.subscription s SET server_oid = m.t
-    FROM unnest(olds, temps) m(o, t) WHERE s.server_oid = m.o;
-  UPDATE coding_fdw.subscription s SET server_oid = m.n,
-         server_name = (SELECT srvname FROM pg_foreign_server WHERE oid = m.n)
-    FROM unnest(temps, news) m(t, n) WHERE s.server_oid = m.t;
-  FOR i IN 1 .. 2 LOOP
-    UPDATE coding_fdw.webhook_event e SET server_oid = m.b
-      FROM unnest(CASE i WHEN 1 THEN olds ELSE temps END, CASE i WHEN 1 THEN temps ELSE news END) m(a, b)
-     WHERE e.server_oid = m.a;
-    UPDATE coding_fdw.webhook_counts e SET server_oid = m.b
-      FROM unnest(CASE i WHEN 1 THEN olds ELSE temps END, CASE i WHEN 1 THEN temps ELSE news END) m(a, b)
-     WHERE e.server_oid = m.a;
-    UPDATE coding_fdw.tombstone e SET server_oid = m.b
-      FROM unnest(CASE i WHEN 1 THEN olds ELSE temps END, CASE i WHEN 1 THEN temps ELSE news END) m(a, b)
-     WHERE e.server_oid = m.a;
+  FOREACH tbl IN ARRAY ARRAY['subscription', 'webhook_event', 'webhook_counts', 'tombstone'] LOOP
+    EXECUTE format('UPDATE coding_fdw.%I e SET server_oid = m.b FROM unnest($1, $2) m(a, b) '
+                   'WHERE e.server_oid = m.a', tbl) USING olds, temps;
+    EXECUTE format('UPDATE coding_fdw.%I e SET server_oid = m.b FROM unnest($1, $2) m(a, b) '
+                   'WHERE e.server_oid = m.a', tbl) USING temps, news;
   END LOOP;
+  UPDATE coding_fdw.subscription s SET server_name = fs.srvname
+    FROM pg_foreign_server fs WHERE fs.oid = s.server_oid AND s.server_oid = ANY (news);
   -- the source schemas are coding_fdw_src_<oid> again (sync_stop and DROP
   -- SERVER drop them by that name), through names of their own when two
   -- swap; one whose name a leftover schema holds keeps its own

@@ -854,34 +854,28 @@ coding_build_request(CodingRequest *req, CodingResource res,
 					break;		/* one set of codes; the rest is local */
 				if (!value_texts(d, type, item->op, pc, &texts))
 					break;
-				if (item->only_if_empty)
 				{
+					List	   *codes = NIL;
 					ListCell   *lc2;
 
-					/* listed, and checked locally, unless no code can exist */
-					req->empty = true;
+					/* the codes that can exist, once each */
 					foreach(lc2, texts)
 					{
 						int64		code = strtoll(lfirst(lc2), NULL, 10);
 
-						if (code > 0 && code <= PG_INT32_MAX)
-							req->empty = empty;
+						if (code > 0 && code <= PG_INT32_MAX && !list_member_int(codes, (int) code))
+							codes = lappend_int(codes, (int) code);
 					}
-					break;
-				}
-				req->key_lookup = true;
-				code_item = i - 1;
-				{
-					ListCell   *lc2;
-
-					foreach(lc2, texts)
+					if (item->only_if_empty)
 					{
-						int64		code = strtoll(lfirst(lc2), NULL, 10);
-
-						if (code > 0 && code <= PG_INT32_MAX &&
-							!list_member_int(req->codes, (int) code))
-							req->codes = lappend_int(req->codes, (int) code);
+						/* listed, and checked locally, unless there is none */
+						if (codes == NIL)
+							req->empty = true;
+						break;
 					}
+					req->key_lookup = true;
+					req->codes = codes;
+					code_item = i - 1;
 				}
 				break;
 
